@@ -1,0 +1,83 @@
+// Shared declarations for every wgpu-batchnorm kernel. The host prepends this file
+// (and one of the `reduce_*.wgsl` helpers) to each kernel source; see `src/kernels.rs`.
+
+// Threads per workgroup. Twin: `WORKGROUP_SIZE` in `src/kernels.rs`.
+const WG: u32 = 256u;
+
+// Flag bits of `Params::flags`. Twins: the `FLAG_*` constants in `src/kernels.rs`.
+const FLAG_AFFINE: u32 = 1u;
+const FLAG_CUMULATIVE: u32 = 2u;
+const FLAG_BATCH_STATS: u32 = 4u;
+
+// Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
+struct Params {
+    // The tensor seen as (outer, channels, inner): channel-first (N, C, *S) has
+    // outer = N, inner = prod(S); channels-last (N, *S, C) has outer = N * prod(S), inner = 1.
+    outer: u32,
+    channels: u32,
+    inner: u32,
+    // Elements per channel: outer * inner.
+    count: u32,
+    // Each channel's elements are split into `chunks` runs of `chunk_len` for the partial passes.
+    chunks: u32,
+    chunk_len: u32,
+    // outer * channels * inner.
+    total: u32,
+    _pad0: u32,
+    eps: f32,
+    momentum: f32,
+    flags: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// Flat index of element `k` (0 <= k < count) of channel `c`.
+fn elem_index(c: u32, k: u32) -> u32 {
+    let o = k / p.inner;
+    let i = k - o * p.inner;
+    return (o * p.channels + c) * p.inner + i;
+}
+
+// Channel of flat element index `i`.
+fn channel_of(i: u32) -> u32 {
+    return (i / p.inner) % p.channels;
+}
+
+// Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.
+fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// Running (count, mean, M2) of Welford's algorithm.
+struct Welford {
+    n: f32,
+    mean: f32,
+    m2: f32,
+}
+
+fn welford_empty() -> Welford {
+    return Welford(0.0, 0.0, 0.0);
+}
+
+// Adds one value.
+fn welford_push(w: Welford, v: f32) -> Welford {
+    let n = w.n + 1.0;
+    let d = v - w.mean;
+    let mean = w.mean + d / n;
+    return Welford(n, mean, w.m2 + d * (v - mean));
+}
+
+// Chan's merge of two partial results; `a` is taken as the earlier part.
+fn welford_merge(a: Welford, b: Welford) -> Welford {
+    if (b.n == 0.0) {
+        return a;
+    }
+    if (a.n == 0.0) {
+        return b;
+    }
+    let n = a.n + b.n;
+    let d = b.mean - a.mean;
+    let f = b.n / n;
+    return Welford(n, a.mean + d * f, a.m2 + b.m2 + d * d * a.n * f);
+}

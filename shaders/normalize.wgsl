@@ -1,0 +1,21 @@
+// Forward, last pass: y = (x - shift[c]) * scale[c] + bias[c] with the coefficients that
+// `stats_finalize.wgsl` (training) or `eval_coeffs.wgsl` (eval) wrote to chan[c].
+// Grid-stride loop over every element.
+// CPU twin: `reference::forward`.
+
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let stride = nwg.x * nwg.y * WG;
+    for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.total; i = i + stride) {
+        let q = chan[channel_of(i)];
+        y[i] = (x[i] - q.x) * q.y + q.z;
+    }
+}

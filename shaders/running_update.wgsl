@@ -1,0 +1,31 @@
+// Training forward with running statistics: one workgroup updates running_mean and
+// running_var in place from the batch statistics in chan[C + c], then increments
+// num_batches_tracked. PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased
+// batch variance n / (n - 1) * var, and m = 1 / num_batches_tracked (after the increment)
+// when momentum is None (cumulative average).
+// CPU twin: `reference::update_running`.
+
+@group(0) @binding(1) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(4) var<storage, read_write> num_batches_tracked: array<u32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    let tracked = num_batches_tracked[0] + 1u;
+    var m = p.momentum;
+    if ((p.flags & FLAG_CUMULATIVE) != 0u) {
+        m = 1.0 / f32(tracked);
+    }
+    for (var c = lid; c < p.channels; c = c + WG) {
+        let s = chan[p.channels + c];
+        let unbiased = s.w / (s.z - 1.0);
+        running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
+        running_var[c] = (1.0 - m) * running_var[c] + m * unbiased;
+    }
+    // Every invocation has read the old count before invocation 0 writes the new one.
+    storageBarrier();
+    if (lid == 0u) {
+        num_batches_tracked[0] = tracked;
+    }
+}

@@ -1,0 +1,46 @@
+// Training forward, pass 2: one invocation per channel merges that channel's partials in
+// fixed order (Chan), writes the saved mean and inverse standard deviation, and the
+// per-channel coefficients that `normalize.wgsl` applies:
+//   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
+//   chan[C + c] = (mean, biased variance, count, M2)   read by `running_update.wgsl`
+// CPU twin: `reference::batch_stats` and `reference::forward`.
+
+@group(0) @binding(1) var<storage, read_write> partials: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> save_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> save_invstd: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = linear_workgroup(wid, nwg) * WG + lid;
+    if (c >= p.channels) {
+        return;
+    }
+    var w = welford_empty();
+    var shift = 0.0;
+    for (var j = 0u; j < p.chunks; j = j + 1u) {
+        let q = partials[c * p.chunks + j];
+        w = welford_merge(w, Welford(q.x, q.y, q.z));
+        shift = q.w;
+    }
+    let var_b = max(w.m2 / w.n, 0.0);
+    let invstd = 1.0 / sqrt(var_b + p.eps);
+    let mean = shift + w.mean;
+    save_mean[c] = mean;
+    save_invstd[c] = invstd;
+    var g = 1.0;
+    var b = 0.0;
+    if ((p.flags & FLAG_AFFINE) != 0u) {
+        g = gamma[c];
+        b = beta[c];
+    }
+    let scale = g * invstd;
+    chan[c] = vec4<f32>(shift, scale, b - w.mean * scale, 0.0);
+    chan[p.channels + c] = vec4<f32>(mean, var_b, w.n, w.m2);
+}

@@ -1,0 +1,313 @@
+//! A small blocking layer over host slices: upload, record, submit, wait, read back.
+//! For examples, tests and quick use; training code should use the recording API.
+
+use wgpu::util::DeviceExt;
+
+use crate::batchnorm::{
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
+};
+use crate::config::Mode;
+use crate::error::{BatchNormError, Result};
+use crate::shape::TensorShape;
+
+/// Running statistics on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRunningStats {
+    /// Running mean per channel.
+    pub mean: Vec<f32>,
+    /// Running unbiased variance per channel.
+    pub var: Vec<f32>,
+    /// Training forwards seen.
+    pub num_batches_tracked: u32,
+}
+
+impl HostRunningStats {
+    /// PyTorch's initial state: mean 0, variance 1, no batches.
+    pub fn new(channels: usize) -> Self {
+        Self {
+            mean: vec![0.0; channels],
+            var: vec![1.0; channels],
+            num_batches_tracked: 0,
+        }
+    }
+}
+
+/// Host results of a forward.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostForward {
+    /// Output.
+    pub y: Vec<f32>,
+    /// Saved batch mean and invstd, when batch statistics were used.
+    pub saved: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Host results of a backward.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostBackward {
+    /// Gradient with respect to x.
+    pub dx: Vec<f32>,
+    /// Gradients of gamma and beta, when affine.
+    pub dgamma_dbeta: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Creates the buffers of one blocking call and reads its outputs back.
+struct HostCall<'d> {
+    device: &'d wgpu::Device,
+}
+
+impl<'d> HostCall<'d> {
+    fn new(device: &'d wgpu::Device) -> Self {
+        Self { device }
+    }
+
+    /// A storage buffer holding `data`, which the call may also update and read back.
+    fn input<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+    }
+
+    /// An output buffer of `len` f32, poisoned with NaN so unwritten values show.
+    fn output(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.input(label, &vec![f32::NAN; len])
+    }
+
+    /// Copies `buffers` to staging memory after the recorded work, submits, waits and
+    /// returns their bytes in order.
+    fn finish(
+        self,
+        queue: &wgpu::Queue,
+        mut encoder: wgpu::CommandEncoder,
+        buffers: &[&wgpu::Buffer],
+    ) -> Result<Vec<Vec<u8>>> {
+        let staging: Vec<wgpu::Buffer> = buffers
+            .iter()
+            .map(|b| {
+                let s = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-batchnorm.readback"),
+                    size: b.size(),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.copy_buffer_to_buffer(b, 0, &s, 0, b.size());
+                s
+            })
+            .collect();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(BatchNormError::Wgpu(e.to_string()));
+        }
+        let receivers: Vec<_> = staging
+            .iter()
+            .map(|s| {
+                let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+                s.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send(r);
+                });
+                rx
+            })
+            .collect();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BatchNormError::Readback(e.to_string()))?;
+        let mut out = Vec::new();
+        for (s, rx) in staging.iter().zip(receivers) {
+            match pollster::block_on(rx.receive()) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(BatchNormError::Readback(e.to_string())),
+                None => return Err(BatchNormError::Readback("map callback dropped".into())),
+            }
+            let bytes = s
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| BatchNormError::Readback(e.to_string()))?
+                .to_vec();
+            s.unmap();
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+}
+
+fn check_len<T>(name: &'static str, data: &[T], expected: usize) -> Result<()> {
+    if data.len() != expected {
+        return Err(BatchNormError::HostLength {
+            name,
+            expected,
+            got: data.len(),
+        });
+    }
+    Ok(())
+}
+
+fn to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(bytes)
+}
+
+impl BatchNorm {
+    /// Blocking forward on host slices: uploads, records [`BatchNorm::forward`], submits,
+    /// waits and reads back. `affine` is `(gamma, beta)`; `running` is read in eval and
+    /// updated in place by training.
+    pub fn forward_host(
+        &self,
+        queue: &wgpu::Queue,
+        mode: Mode,
+        shape: &TensorShape,
+        x: &[f32],
+        affine: Option<(&[f32], &[f32])>,
+        running: Option<&mut HostRunningStats>,
+    ) -> Result<HostForward> {
+        self.check_shape(shape, mode)?;
+        let c = shape.channels();
+        check_len("x", x, shape.numel())?;
+        if let Some((g, b)) = affine {
+            check_len("gamma", g, c)?;
+            check_len("beta", b, c)?;
+        }
+        if let Some(r) = &running {
+            check_len("running mean", &r.mean, c)?;
+            check_len("running var", &r.var, c)?;
+        }
+        let device = self.device();
+        let call = HostCall::new(device);
+        let xb = call.input("x", x);
+        let yb = call.output("y", x.len());
+        let affine_b = affine.map(|(g, b)| (call.input("gamma", g), call.input("beta", b)));
+        let running_b = running.as_ref().map(|r| {
+            (
+                call.input("running_mean", &r.mean),
+                call.input("running_var", &r.var),
+                call.input("num_batches_tracked", &[r.num_batches_tracked]),
+            )
+        });
+        let batch = self.config().uses_batch_stats(mode);
+        let saved_b = batch.then(|| (call.output("save_mean", c), call.output("save_invstd", c)));
+
+        let mut encoder = device.create_command_encoder(&Default::default());
+        self.forward(
+            &mut encoder,
+            mode,
+            shape,
+            &ForwardBuffers {
+                x: xb.slice(..),
+                y: yb.slice(..),
+                affine: affine_b.as_ref().map(|(g, b)| AffineParams {
+                    gamma: g.slice(..),
+                    beta: b.slice(..),
+                }),
+                running: running_b.as_ref().map(|(m, v, t)| RunningStats {
+                    mean: m.slice(..),
+                    var: v.slice(..),
+                    num_batches_tracked: Some(t.slice(..)),
+                }),
+                saved: saved_b.as_ref().map(|(m, s)| SavedStats {
+                    mean: m.slice(..),
+                    invstd: s.slice(..),
+                }),
+            },
+        )?;
+        let mut read = vec![&yb];
+        if let Some((m, s)) = &saved_b {
+            read.extend([m, s]);
+        }
+        if let Some((m, v, t)) = &running_b {
+            read.extend([m, v, t]);
+        }
+        let mut out = call.finish(queue, encoder, &read)?.into_iter();
+        let mut next = || out.next().expect("one readback per buffer");
+        let y = to_f32(&next());
+        let saved = saved_b.map(|_| (to_f32(&next()), to_f32(&next())));
+        if let Some(r) = running {
+            r.mean = to_f32(&next());
+            r.var = to_f32(&next());
+            r.num_batches_tracked = bytemuck::pod_read_unaligned(&next()[..4]);
+        }
+        Ok(HostForward { y, saved })
+    }
+
+    /// Blocking backward on host slices. `saved` is `(save_mean, save_invstd)` from the
+    /// forward when it used batch statistics; `running` when it used running statistics.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_host(
+        &self,
+        queue: &wgpu::Queue,
+        mode: Mode,
+        shape: &TensorShape,
+        x: &[f32],
+        dy: &[f32],
+        gamma: Option<&[f32]>,
+        saved: Option<(&[f32], &[f32])>,
+        running: Option<&HostRunningStats>,
+    ) -> Result<HostBackward> {
+        self.check_shape(shape, mode)?;
+        let c = shape.channels();
+        check_len("x", x, shape.numel())?;
+        check_len("dy", dy, shape.numel())?;
+        if let Some(g) = gamma {
+            check_len("gamma", g, c)?;
+        }
+        if let Some((m, s)) = saved {
+            check_len("save_mean", m, c)?;
+            check_len("save_invstd", s, c)?;
+        }
+        if let Some(r) = running {
+            check_len("running mean", &r.mean, c)?;
+            check_len("running var", &r.var, c)?;
+        }
+        let device = self.device();
+        let call = HostCall::new(device);
+        let xb = call.input("x", x);
+        let dyb = call.input("dy", dy);
+        let dxb = call.output("dx", x.len());
+        let gamma_b = gamma.map(|g| call.input("gamma", g));
+        let affine = self.config().affine;
+        let grads_b = affine.then(|| (call.output("dgamma", c), call.output("dbeta", c)));
+        let saved_b =
+            saved.map(|(m, s)| (call.input("save_mean", m), call.input("save_invstd", s)));
+        let running_b = running.map(|r| {
+            (
+                call.input("running_mean", &r.mean),
+                call.input("running_var", &r.var),
+            )
+        });
+
+        let mut encoder = device.create_command_encoder(&Default::default());
+        self.backward(
+            &mut encoder,
+            mode,
+            shape,
+            &BackwardBuffers {
+                x: xb.slice(..),
+                dy: dyb.slice(..),
+                dx: dxb.slice(..),
+                gamma: gamma_b.as_ref().map(|g| g.slice(..)),
+                grads: grads_b.as_ref().map(|(g, b)| AffineGrads {
+                    dgamma: g.slice(..),
+                    dbeta: b.slice(..),
+                }),
+                saved: saved_b.as_ref().map(|(m, s)| SavedStats {
+                    mean: m.slice(..),
+                    invstd: s.slice(..),
+                }),
+                running: running_b.as_ref().map(|(m, v)| RunningStats {
+                    mean: m.slice(..),
+                    var: v.slice(..),
+                    num_batches_tracked: None,
+                }),
+            },
+        )?;
+        let mut read = vec![&dxb];
+        if let Some((g, b)) = &grads_b {
+            read.extend([g, b]);
+        }
+        let mut out = call.finish(queue, encoder, &read)?.into_iter();
+        let mut next = || out.next().expect("one readback per buffer");
+        let dx = to_f32(&next());
+        let dgamma_dbeta = grads_b.map(|_| (to_f32(&next()), to_f32(&next())));
+        Ok(HostBackward { dx, dgamma_dbeta })
+    }
+}

@@ -1,0 +1,115 @@
+//! Options of a batch-norm layer.
+
+use crate::error::{BatchNormError, Result};
+
+/// Options of a batch-norm layer, with PyTorch's defaults from [`BatchNormConfig::new`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// Number of channels C.
+    pub num_features: usize,
+    /// Added to the variance before the square root. Default `1e-5`.
+    pub eps: f32,
+    /// Weight of the new batch in the running statistics: `new = (1 - m) * old + m * batch`.
+    /// Default `Some(0.1)`. `None` means a cumulative average, `m = 1 / num_batches_tracked`.
+    pub momentum: Option<f32>,
+    /// Learnable per-channel scale gamma and shift beta. Default `true`.
+    pub affine: bool,
+    /// Keep running mean and variance, updated in training and used in eval. Default `true`.
+    /// When `false`, eval mode normalizes with batch statistics, as PyTorch does.
+    pub track_running_stats: bool,
+}
+
+impl BatchNormConfig {
+    /// PyTorch's defaults: `eps = 1e-5`, `momentum = Some(0.1)`, `affine = true`,
+    /// `track_running_stats = true`.
+    pub fn new(num_features: usize) -> Self {
+        Self {
+            num_features,
+            eps: 1e-5,
+            momentum: Some(0.1),
+            affine: true,
+            track_running_stats: true,
+        }
+    }
+
+    /// Sets `eps`.
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets `momentum` (`None`: cumulative average).
+    pub fn momentum(mut self, momentum: Option<f32>) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Sets `affine`.
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+
+    /// Sets `track_running_stats`.
+    pub fn track_running_stats(mut self, track: bool) -> Self {
+        self.track_running_stats = track;
+        self
+    }
+
+    /// Checks the options: at least one channel, finite `eps >= 0`, momentum in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_features == 0 || self.num_features > u32::MAX as usize {
+            return Err(BatchNormError::InvalidConfig(format!(
+                "num_features must be between 1 and {}, got {}",
+                u32::MAX,
+                self.num_features
+            )));
+        }
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(BatchNormError::InvalidConfig(format!(
+                "eps must be finite and >= 0, got {}",
+                self.eps
+            )));
+        }
+        if let Some(m) = self.momentum
+            && !(0.0..=1.0).contains(&m)
+        {
+            return Err(BatchNormError::InvalidConfig(format!(
+                "momentum must be in [0, 1] or None, got {m}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a call in `mode` normalizes with statistics of the batch itself.
+    pub fn uses_batch_stats(&self, mode: Mode) -> bool {
+        mode == Mode::Train || !self.track_running_stats
+    }
+
+    /// Whether a forward call in `mode` updates the running statistics.
+    pub fn updates_running_stats(&self, mode: Mode) -> bool {
+        mode == Mode::Train && self.track_running_stats
+    }
+}
+
+/// Training or inference, as `module.train()` / `module.eval()` in PyTorch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Batch statistics; running statistics updated (when tracked).
+    Train,
+    /// Running statistics (when tracked, else batch statistics); nothing updated.
+    Eval,
+}
+
+/// Which workgroup reduction the kernels use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// Subgroup operations when the device was created with `Features::SUBGROUP`, else
+    /// shared memory.
+    #[default]
+    Auto,
+    /// Always shared memory (works everywhere).
+    Workgroup,
+    /// Always subgroup operations; an error if the device lacks `Features::SUBGROUP`.
+    Subgroup,
+}

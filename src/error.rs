@@ -1,0 +1,164 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in wgpu-batchnorm. Each variant carries the numbers that
+/// were wrong, so the message says what was expected and what came.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchNormError {
+    /// The shape has a rank the layout does not accept.
+    #[error(
+        "expected a tensor of rank {min} to {max} for {layout} layout, got rank {got} (shape {dims:?})"
+    )]
+    InvalidRank {
+        /// The layout's name.
+        layout: &'static str,
+        /// Smallest rank accepted.
+        min: usize,
+        /// Largest rank accepted.
+        max: usize,
+        /// The rank given.
+        got: usize,
+        /// The shape given.
+        dims: Vec<usize>,
+    },
+    /// An axis of the shape has extent zero.
+    #[error("axis {axis} of shape {dims:?} has extent 0; every axis must be at least 1")]
+    ZeroSizedAxis {
+        /// Index of the empty axis.
+        axis: usize,
+        /// The shape given.
+        dims: Vec<usize>,
+    },
+    /// The shape's channel extent differs from the batch-norm object's `num_features`.
+    #[error("expected {expected} channels (num_features), the shape has {got}")]
+    ChannelMismatch {
+        /// `num_features` of the batch-norm object.
+        expected: usize,
+        /// The channel extent of the shape.
+        got: usize,
+    },
+    /// Training (or batch statistics) with a single value per channel, as PyTorch refuses.
+    #[error("Expected more than 1 value per channel when training, got input size {dims:?}")]
+    TooFewValuesPerChannel {
+        /// The shape given.
+        dims: Vec<usize>,
+    },
+    /// The tensor has more elements than the kernels index (2^31 - 1).
+    #[error("the tensor has {elements} elements; at most {max} are supported")]
+    TooManyElements {
+        /// Elements in the tensor.
+        elements: u64,
+        /// Largest count supported.
+        max: u64,
+    },
+    /// A buffer slice's size does not match what the shape needs.
+    #[error("buffer `{name}`: expected {expected} bytes ({what}), the slice holds {got} bytes")]
+    BufferSize {
+        /// Which buffer.
+        name: &'static str,
+        /// Bytes needed.
+        expected: u64,
+        /// Bytes in the slice.
+        got: u64,
+        /// How `expected` was computed.
+        what: String,
+    },
+    /// A buffer slice's offset is not a multiple of the device's storage offset alignment.
+    #[error(
+        "buffer `{name}`: offset {offset} is not a multiple of the device's min_storage_buffer_offset_alignment {alignment}"
+    )]
+    MisalignedOffset {
+        /// Which buffer.
+        name: &'static str,
+        /// The slice's offset.
+        offset: u64,
+        /// The device's `min_storage_buffer_offset_alignment`.
+        alignment: u32,
+    },
+    /// A buffer lacks `BufferUsages::STORAGE`.
+    #[error("buffer `{name}` was created without BufferUsages::STORAGE (usage {usage:?})")]
+    MissingStorageUsage {
+        /// Which buffer.
+        name: &'static str,
+        /// The usages it has.
+        usage: wgpu::BufferUsages,
+    },
+    /// A binding is larger than the device allows.
+    #[error("buffer `{name}`: {bytes} bytes exceed the device's {limit_name} of {limit} bytes")]
+    ExceedsLimit {
+        /// Which buffer.
+        name: &'static str,
+        /// Bytes the binding needs.
+        bytes: u64,
+        /// Which limit.
+        limit_name: &'static str,
+        /// The limit's value.
+        limit: u64,
+    },
+    /// A buffer the configuration and mode need was not given.
+    #[error("buffer `{name}` is required: {why}")]
+    MissingBuffer {
+        /// Which buffer.
+        name: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// A buffer was given that the configuration and mode do not use.
+    #[error("buffer `{name}` was given but is not used: {why}")]
+    UnexpectedBuffer {
+        /// Which buffer.
+        name: &'static str,
+        /// Why it is not used.
+        why: &'static str,
+    },
+    /// An output slice overlaps another slice of the same call.
+    #[error(
+        "buffer `{output}` (written) overlaps buffer `{other}` in the same buffer; outputs must not alias other bindings"
+    )]
+    Overlap {
+        /// The written buffer.
+        output: &'static str,
+        /// The buffer it overlaps.
+        other: &'static str,
+    },
+    /// A host slice's length does not match the shape.
+    #[error("host slice `{name}`: expected {expected} values, got {got}")]
+    HostLength {
+        /// Which slice.
+        name: &'static str,
+        /// Values expected.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// An invalid option in [`crate::BatchNormConfig`].
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The device's limits are below what the kernels need.
+    #[error("the device cannot run the kernels: {0}")]
+    UnsupportedDevice(String),
+    /// Subgroup kernels were requested on a device without `Features::SUBGROUP`.
+    #[error("subgroup kernels need a device created with Features::SUBGROUP")]
+    SubgroupsUnavailable,
+    /// No adapter was found.
+    #[error(
+        "no wgpu adapter found ({tried}). Install a GPU driver, or for a software adapter Debian/Ubuntu's `mesa-vulkan-drivers` (lavapipe, WGPU_BACKEND=vulkan) or Mesa's GL (llvmpipe, WGPU_BACKEND=gl)"
+    )]
+    NoAdapter {
+        /// What was tried.
+        tried: String,
+    },
+    /// The adapter refused the device request.
+    #[error("requesting a device failed: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// wgpu reported an error (validation, out of memory, internal) while building
+    /// pipelines or running work.
+    #[error("wgpu error: {0}")]
+    Wgpu(String),
+    /// Mapping a buffer for readback failed, or the device was lost while waiting.
+    #[error("reading back from the GPU failed: {0}")]
+    Readback(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = BatchNormError> = std::result::Result<T, E>;

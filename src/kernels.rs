@@ -1,0 +1,228 @@
+//! WGSL sources, parameter block and pipelines.
+//!
+//! Every kernel lives in its own file under `shaders/`. A module is assembled as
+//! `common.wgsl` + one reduction helper (`reduce_workgroup.wgsl`, or `reduce_subgroup.wgsl`
+//! when subgroup operations are used) + the kernel.
+
+use std::num::NonZeroU64;
+
+/// Threads per workgroup. Twin: `WG` in `shaders/common.wgsl`.
+pub(crate) const WORKGROUP_SIZE: u32 = 256;
+
+/// `Params::flags` bit: gamma and beta are bound and used. Twin: `FLAG_AFFINE` in WGSL.
+pub(crate) const FLAG_AFFINE: u32 = 1;
+/// `Params::flags` bit: momentum is `None` (cumulative average). Twin: `FLAG_CUMULATIVE`.
+pub(crate) const FLAG_CUMULATIVE: u32 = 2;
+/// `Params::flags` bit: backward uses batch statistics (saved mean and invstd).
+/// Twin: `FLAG_BATCH_STATS`.
+pub(crate) const FLAG_BATCH_STATS: u32 = 4;
+
+/// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub outer: u32,
+    pub channels: u32,
+    pub inner: u32,
+    pub count: u32,
+    pub chunks: u32,
+    pub chunk_len: u32,
+    pub total: u32,
+    pub _pad0: u32,
+    pub eps: f32,
+    pub momentum: f32,
+    pub flags: u32,
+    pub _pad1: u32,
+}
+
+const COMMON: &str = include_str!("../shaders/common.wgsl");
+const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("../shaders/reduce_subgroup.wgsl");
+
+/// One compute kernel: its name, source and the element size in bytes of each storage
+/// buffer it binds, at bindings 1, 2, ... (binding 0 is the `Params` uniform): 4 for
+/// `array<f32>` / `array<u32>`, 16 for `array<vec4<f32>>`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelSpec {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub storage: &'static [u64],
+}
+
+macro_rules! kernel {
+    ($name:literal, $storage:expr) => {
+        KernelSpec {
+            name: $name,
+            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+            storage: $storage,
+        }
+    };
+}
+
+// The binding lists mirror each kernel's `@binding` declarations.
+pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", &[4, 16]);
+pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", &[16, 4, 4, 16, 4, 4]);
+pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", &[4, 4, 4, 4, 16]);
+pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", &[16, 4, 4, 4]);
+pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4]);
+pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", &[4, 4, 4, 16]);
+pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16]);
+pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
+pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4]);
+
+/// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
+#[cfg(test)]
+pub(crate) const ALL_KERNELS: [KernelSpec; 9] = [
+    STATS_PARTIAL,
+    STATS_FINALIZE,
+    EVAL_COEFFS,
+    RUNNING_UPDATE,
+    NORMALIZE,
+    BACKWARD_PREP,
+    BACKWARD_PARTIAL,
+    BACKWARD_FINALIZE,
+    BACKWARD_DX,
+];
+
+/// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper.
+pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool) -> String {
+    let reduce = if subgroups {
+        REDUCE_SUBGROUP
+    } else {
+        REDUCE_WORKGROUP
+    };
+    format!("{COMMON}\n{reduce}\n{}", kernel.source)
+}
+
+/// A kernel's pipeline and bind group layout.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+impl Kernel {
+    fn new(device: &wgpu::Device, spec: &KernelSpec, subgroups: bool) -> Self {
+        let label = format!("wgpu-batchnorm.{}", spec.name);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(module_source(spec, subgroups).into()),
+        });
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
+            },
+            count: None,
+        }];
+        // Every tensor binding is read_write, also those the kernel only reads: wgpu forbids
+        // one buffer in read-only and read-write storage use within one dispatch, and callers
+        // commonly hand out slices of one pooled buffer.
+        entries.extend(spec.storage.iter().zip(1..).map(|(&size, binding)| {
+            wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: NonZeroU64::new(size),
+                },
+                count: None,
+            }
+        }));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Self { pipeline, layout }
+    }
+}
+
+/// Every pipeline of one batch-norm object, built once.
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    pub stats_partial: Kernel,
+    pub stats_finalize: Kernel,
+    pub eval_coeffs: Kernel,
+    pub running_update: Kernel,
+    pub normalize: Kernel,
+    pub backward_prep: Kernel,
+    pub backward_partial: Kernel,
+    pub backward_finalize: Kernel,
+    pub backward_dx: Kernel,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device, subgroups: bool) -> Self {
+        let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups);
+        Self {
+            stats_partial: k(&STATS_PARTIAL),
+            stats_finalize: k(&STATS_FINALIZE),
+            eval_coeffs: k(&EVAL_COEFFS),
+            running_update: k(&RUNNING_UPDATE),
+            normalize: k(&NORMALIZE),
+            backward_prep: k(&BACKWARD_PREP),
+            backward_partial: k(&BACKWARD_PARTIAL),
+            backward_finalize: k(&BACKWARD_FINALIZE),
+            backward_dx: k(&BACKWARD_DX),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(source: &str, caps: naga::valid::Capabilities) -> Result<(), String> {
+        let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .map_err(|e| e.emit_to_string(source))?;
+        Ok(())
+    }
+
+    /// Every module parses and validates with naga, with and without subgroups; needs no GPU.
+    #[test]
+    fn every_shader_module_validates() {
+        for spec in ALL_KERNELS {
+            let plain = module_source(&spec, false);
+            validate(&plain, naga::valid::Capabilities::empty())
+                .unwrap_or_else(|e| panic!("{} (workgroup reduction): {e}", spec.name));
+            let sub = module_source(&spec, true);
+            validate(&sub, naga::valid::Capabilities::SUBGROUP)
+                .unwrap_or_else(|e| panic!("{} (subgroup reduction): {e}", spec.name));
+        }
+    }
+
+    /// The subgroup variant is rejected without the capability, so a kernel that needs it
+    /// can never reach an adapter that lacks it unnoticed.
+    #[test]
+    fn subgroup_modules_need_the_capability() {
+        let sub = module_source(&STATS_PARTIAL, true);
+        assert!(validate(&sub, naga::valid::Capabilities::empty()).is_err());
+    }
+
+    #[test]
+    fn params_layout_matches_wgsl() {
+        // Three 16-byte rows, as `struct Params` in common.wgsl.
+        assert_eq!(std::mem::size_of::<Params>(), 48);
+    }
+}

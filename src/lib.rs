@@ -1,0 +1,46 @@
+//! # wgpu-batchnorm
+//!
+//! Batch normalization (Ioffe & Szegedy, 2015) for GPU training code on any wgpu backend,
+//! with PyTorch's semantics: training and eval forward, backward (grad input, gamma, beta),
+//! running statistics, every layout of BatchNorm1d/2d/3d plus channels-last.
+//!
+//! [`BatchNorm`] builds its pipelines once on a borrowed [`wgpu::Device`]; its
+//! [`forward`](BatchNorm::forward) and [`backward`](BatchNorm::backward) record into the
+//! caller's [`wgpu::CommandEncoder`] on the caller's buffer slices and never submit, poll or
+//! read back. [`BatchNorm::forward_host`] and [`BatchNorm::backward_host`] are a small
+//! blocking layer over host slices, and [`HeadlessGpu`] opens a device without a window.
+//! [`reference`] is the f64 CPU reference the tests check every GPU result against.
+//!
+//! ```no_run
+//! use wgpu_batchnorm::{BatchNorm, BatchNormConfig, HeadlessGpu, HostRunningStats, Mode, TensorShape};
+//!
+//! let gpu = HeadlessGpu::open()?;
+//! let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(3))?;
+//! let shape = TensorShape::channels_first(&[2, 3, 4, 4])?;
+//! let x: Vec<f32> = (0..shape.numel()).map(|i| i as f32).collect();
+//! let (gamma, beta) = (vec![1.0; 3], vec![0.0; 3]);
+//! let mut running = HostRunningStats::new(3);
+//! let out = bn.forward_host(&gpu.queue, Mode::Train, &shape, &x, Some((&gamma, &beta)), Some(&mut running))?;
+//! assert_eq!(out.y.len(), x.len());
+//! # Ok::<(), wgpu_batchnorm::BatchNormError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod batchnorm;
+mod blocking;
+mod config;
+mod device;
+mod error;
+mod kernels;
+pub mod reference;
+mod shape;
+
+pub use batchnorm::{
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
+};
+pub use blocking::{HostBackward, HostForward, HostRunningStats};
+pub use config::{BatchNormConfig, Mode, Reduction};
+pub use device::{HeadlessGpu, USEFUL_FEATURES};
+pub use error::{BatchNormError, Result};
+pub use shape::{Layout, MAX_ELEMENTS, TensorShape};

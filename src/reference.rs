@@ -1,0 +1,212 @@
+//! CPU reference of every mode, in f64, written to be obviously right rather than fast.
+//! The tests compare every GPU result with it.
+
+use crate::config::{BatchNormConfig, Mode};
+use crate::shape::TensorShape;
+
+/// Per-channel batch statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    /// Mean per channel.
+    pub mean: Vec<f64>,
+    /// Biased variance per channel (divided by the count).
+    pub var: Vec<f64>,
+    /// Values per channel.
+    pub count: usize,
+}
+
+/// Running statistics in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningStats {
+    /// Running mean per channel.
+    pub mean: Vec<f64>,
+    /// Running unbiased variance per channel.
+    pub var: Vec<f64>,
+    /// Training forwards seen.
+    pub num_batches_tracked: u64,
+}
+
+impl RunningStats {
+    /// PyTorch's initial state: mean 0, variance 1, no batches.
+    pub fn new(channels: usize) -> Self {
+        Self {
+            mean: vec![0.0; channels],
+            var: vec![1.0; channels],
+            num_batches_tracked: 0,
+        }
+    }
+}
+
+/// Reference forward result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forward {
+    /// Output, in the input's layout.
+    pub y: Vec<f64>,
+    /// Batch mean and `1 / sqrt(var + eps)` per channel, when batch statistics were used.
+    pub saved: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Reference backward result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backward {
+    /// Gradient with respect to x.
+    pub dx: Vec<f64>,
+    /// Gradients of gamma and beta, when affine.
+    pub dgamma_dbeta: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// The values of channel `c`, in order.
+fn channel(shape: &TensorShape, data: &[f32], c: usize) -> impl Iterator<Item = f64> {
+    (0..shape.per_channel()).map(move |k| f64::from(data[shape.index(c, k)]))
+}
+
+/// Two-pass mean and biased variance per channel.
+pub fn batch_stats(shape: &TensorShape, x: &[f32]) -> Stats {
+    let n = shape.per_channel();
+    let (mut mean, mut var) = (Vec::new(), Vec::new());
+    for c in 0..shape.channels() {
+        let m = channel(shape, x, c).sum::<f64>() / n as f64;
+        let v = channel(shape, x, c).map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64;
+        mean.push(m);
+        var.push(v);
+    }
+    Stats {
+        mean,
+        var,
+        count: n,
+    }
+}
+
+/// PyTorch's running-statistics update: `new = (1 - m) * old + m * batch` with the unbiased
+/// batch variance, `m = momentum`, or `1 / num_batches_tracked` when momentum is `None`.
+pub fn update_running(config: &BatchNormConfig, running: &mut RunningStats, stats: &Stats) {
+    running.num_batches_tracked += 1;
+    let m = match config.momentum {
+        Some(m) => f64::from(m),
+        None => 1.0 / running.num_batches_tracked as f64,
+    };
+    let n = stats.count as f64;
+    for c in 0..stats.mean.len() {
+        running.mean[c] = (1.0 - m) * running.mean[c] + m * stats.mean[c];
+        running.var[c] = (1.0 - m) * running.var[c] + m * stats.var[c] * n / (n - 1.0);
+    }
+}
+
+/// Reference forward. `affine` is `(gamma, beta)`; `running` is updated when the call
+/// updates running statistics and read in eval.
+pub fn forward(
+    config: &BatchNormConfig,
+    mode: Mode,
+    shape: &TensorShape,
+    x: &[f32],
+    affine: Option<(&[f32], &[f32])>,
+    running: Option<&mut RunningStats>,
+) -> Forward {
+    let eps = f64::from(config.eps);
+    let channels = shape.channels();
+    let (mean, invstd, saved) = if config.uses_batch_stats(mode) {
+        let stats = batch_stats(shape, x);
+        if let Some(r) = running
+            && config.updates_running_stats(mode)
+        {
+            update_running(config, r, &stats);
+        }
+        let invstd: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        (
+            stats.mean.clone(),
+            invstd.clone(),
+            Some((stats.mean, invstd)),
+        )
+    } else {
+        let r = running.expect("eval with tracked statistics needs running statistics");
+        let invstd = r.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        (r.mean.clone(), invstd, None)
+    };
+    let mut y = vec![0.0; x.len()];
+    for c in 0..channels {
+        let (g, b) = affine.map_or((1.0, 0.0), |(g, b)| (f64::from(g[c]), f64::from(b[c])));
+        for k in 0..shape.per_channel() {
+            let i = shape.index(c, k);
+            y[i] = g * (f64::from(x[i]) - mean[c]) * invstd[c] + b;
+        }
+    }
+    Forward { y, saved }
+}
+
+/// Reference backward of a forward in `mode`, from the forward's input `x` (batch
+/// statistics are recomputed from it), `dy`, gamma and, in eval with tracked statistics,
+/// the running statistics.
+pub fn backward(
+    config: &BatchNormConfig,
+    mode: Mode,
+    shape: &TensorShape,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    running: Option<&RunningStats>,
+) -> Backward {
+    let eps = f64::from(config.eps);
+    let batch = config.uses_batch_stats(mode);
+    let (mean, invstd): (Vec<f64>, Vec<f64>) = if batch {
+        let s = batch_stats(shape, x);
+        let invstd = s.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        (s.mean, invstd)
+    } else {
+        let r = running.expect("eval with tracked statistics needs running statistics");
+        (
+            r.mean.clone(),
+            r.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+        )
+    };
+    let m = shape.per_channel() as f64;
+    let mut dx = vec![0.0; x.len()];
+    let (mut dgamma, mut dbeta) = (Vec::new(), Vec::new());
+    for c in 0..shape.channels() {
+        let g = gamma.map_or(1.0, |g| f64::from(g[c]));
+        let xhat = |i: usize| (f64::from(x[i]) - mean[c]) * invstd[c];
+        let idx: Vec<usize> = (0..shape.per_channel())
+            .map(|k| shape.index(c, k))
+            .collect();
+        let sum_dy: f64 = idx.iter().map(|&i| f64::from(dy[i])).sum();
+        let sum_dy_xhat: f64 = idx.iter().map(|&i| f64::from(dy[i]) * xhat(i)).sum();
+        for &i in &idx {
+            dx[i] = if batch {
+                g * invstd[c] * (f64::from(dy[i]) - sum_dy / m - xhat(i) * sum_dy_xhat / m)
+            } else {
+                f64::from(dy[i]) * g * invstd[c]
+            };
+        }
+        dgamma.push(sum_dy_xhat);
+        dbeta.push(sum_dy);
+    }
+    Backward {
+        dx,
+        dgamma_dbeta: config.affine.then_some((dgamma, dbeta)),
+    }
+}
+
+/// Relative L2 error `||got - want|| / ||want||` (absolute when `want` is all zeros), and
+/// the index of the largest difference. NaN in `got` gives an infinite error.
+pub fn relative_l2_error(got: &[f32], want: &[f64]) -> (f64, usize) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let mut diff2 = 0.0;
+    let mut norm2 = 0.0;
+    let mut worst = (0.0, 0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (f64::from(g) - w).abs();
+        if !d.is_finite() {
+            return (f64::INFINITY, i);
+        }
+        if d > worst.0 {
+            worst = (d, i);
+        }
+        diff2 += d * d;
+        norm2 += w * w;
+    }
+    let err = if norm2 > 0.0 {
+        (diff2 / norm2).sqrt()
+    } else {
+        diff2.sqrt()
+    };
+    (err, worst.1)
+}
