@@ -92,7 +92,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some((save_mean, save_invstd)),
         None,
     )?;
-    let want = reference::backward(&config, Mode::Train, &shape, &x, &dy, Some(&gamma), None);
+    let want = reference::backward(
+        &config,
+        Mode::Train,
+        &shape,
+        &x,
+        &dy,
+        Some(&gamma),
+        Some((save_mean, save_invstd)),
+        None,
+    );
     let (dgamma, dbeta) = bwd.dgamma_dbeta.as_ref().expect("affine gives grads");
     let (want_dgamma, want_dbeta) = want.dgamma_dbeta.as_ref().expect("affine gives grads");
     report("dx", &bwd.dx, &want.dx, &mut worst);
@@ -134,6 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &x,
         &dy,
         Some(&gamma),
+        None,
         Some(&ref_running),
     );
     report("dx", &bwd.dx, &want.dx, &mut worst);

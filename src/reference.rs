@@ -133,9 +133,12 @@ pub fn forward(
     Forward { y, saved }
 }
 
-/// Reference backward of a forward in `mode`, from the forward's input `x` (batch
-/// statistics are recomputed from it), `dy`, gamma and, in eval with tracked statistics,
-/// the running statistics.
+/// Reference backward of a forward in `mode`, with the contract of the GPU backward:
+/// from the forward's input `x`, `dy`, gamma and the statistics the forward normalized with.
+/// With batch statistics these are `saved` (the forward's saved mean and invstd, as
+/// PyTorch's `batch_norm_backward` takes them), or, when `saved` is `None`, recomputed
+/// from `x` in f64; in eval with tracked statistics, `running`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     config: &BatchNormConfig,
     mode: Mode,
@@ -143,20 +146,26 @@ pub fn backward(
     x: &[f32],
     dy: &[f32],
     gamma: Option<&[f32]>,
+    saved: Option<(&[f32], &[f32])>,
     running: Option<&RunningStats>,
 ) -> Backward {
     let eps = f64::from(config.eps);
     let batch = config.uses_batch_stats(mode);
-    let (mean, invstd): (Vec<f64>, Vec<f64>) = if batch {
-        let s = batch_stats(shape, x);
-        let invstd = s.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        (s.mean, invstd)
-    } else {
-        let r = running.expect("eval with tracked statistics needs running statistics");
-        (
-            r.mean.clone(),
-            r.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
-        )
+    let widen = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let (mean, invstd): (Vec<f64>, Vec<f64>) = match (batch, saved) {
+        (true, Some((m, s))) => (widen(m), widen(s)),
+        (true, None) => {
+            let s = batch_stats(shape, x);
+            let invstd = s.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+            (s.mean, invstd)
+        }
+        (false, _) => {
+            let r = running.expect("eval with tracked statistics needs running statistics");
+            (
+                r.mean.clone(),
+                r.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+            )
+        }
     };
     let m = shape.per_channel() as f64;
     let mut dx = vec![0.0; x.len()];

@@ -1,0 +1,401 @@
+//! GPU results against the f64 CPU reference: every mode, option, layout and reduction path,
+//! odd sizes, long channels, many channels, several training steps, data far from zero,
+//! and run-to-run determinism.
+
+mod common;
+
+use common::*;
+use rand::rngs::StdRng;
+use wgpu_batchnorm::{
+    BatchNorm, BatchNormConfig, HostRunningStats, Layout, Mode, Reduction, TensorShape, reference,
+};
+
+/// Input distribution of a case.
+#[derive(Clone, Copy)]
+struct Data {
+    mean: f64,
+    std: f64,
+}
+
+const ORDINARY: Data = Data {
+    mean: 0.5,
+    std: 2.0,
+};
+
+/// Random running statistics near the data's, as after some training.
+fn random_running(rng: &mut StdRng, c: usize, data: Data) -> HostRunningStats {
+    HostRunningStats {
+        mean: normal(rng, c, data.mean, data.std * 0.1),
+        var: uniform(rng, c, 0.5 * data.std * data.std, 2.0 * data.std * data.std),
+        num_batches_tracked: 3,
+    }
+}
+
+fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
+    reference::RunningStats {
+        mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
+        var: r.var.iter().map(|&v| f64::from(v)).collect(),
+        num_batches_tracked: u64::from(r.num_batches_tracked),
+    }
+}
+
+/// One forward and its backward on fresh data, every output compared with the reference.
+fn check(bn: &BatchNorm, mode: Mode, shape: &TensorShape, data: Data, tol: f64, rng: &mut StdRng) {
+    let gpu = gpu();
+    let config = *bn.config();
+    let c = shape.channels();
+    let case = format!(
+        "{:?} {:?} {:?} {config:?} subgroups={}",
+        shape.layout(),
+        shape.dims(),
+        mode,
+        bn.uses_subgroups()
+    );
+    let x = normal(rng, shape.numel(), data.mean, data.std);
+    let dy = normal(rng, shape.numel(), 0.3, 1.0);
+    let gamma = normal(rng, c, 1.0, 0.3);
+    let beta = normal(rng, c, 0.0, 0.5);
+    let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
+    let mut running = config
+        .track_running_stats
+        .then(|| random_running(rng, c, data));
+    let mut ref_running = running.as_ref().map(to_ref);
+    let before = running.clone();
+
+    let got = bn
+        .forward_host(&gpu.queue, mode, shape, &x, affine, running.as_mut())
+        .unwrap_or_else(|e| panic!("{case}: forward: {e}"));
+    let want = reference::forward(&config, mode, shape, &x, affine, ref_running.as_mut());
+    assert_close(&case, "y", &got.y, &want.y, tol);
+    assert_eq!(got.saved.is_some(), want.saved.is_some(), "{case}: saved");
+    if let (Some((m, s)), Some((wm, ws))) = (&got.saved, &want.saved) {
+        assert_close(&case, "save_mean", m, wm, tol);
+        assert_close(&case, "save_invstd", s, ws, tol);
+        assert!(
+            s.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{case}: invstd {s:?}"
+        );
+    }
+    if let (Some(r), Some(wr)) = (&running, &ref_running) {
+        assert_close(&case, "running_mean", &r.mean, &wr.mean, tol);
+        assert_close(&case, "running_var", &r.var, &wr.var, tol);
+        assert!(
+            r.var.iter().all(|v| *v >= 0.0),
+            "{case}: negative running var"
+        );
+        assert_eq!(
+            u64::from(r.num_batches_tracked),
+            wr.num_batches_tracked,
+            "{case}"
+        );
+        if mode == Mode::Eval {
+            assert_eq!(
+                Some(r),
+                before.as_ref(),
+                "{case}: eval changed running stats"
+            );
+        }
+    }
+
+    let saved = got
+        .saved
+        .as_ref()
+        .map(|(m, s)| (m.as_slice(), s.as_slice()));
+    let eval_running = running.as_ref().filter(|_| saved.is_none());
+    let got = bn
+        .backward_host(
+            &gpu.queue,
+            mode,
+            shape,
+            &x,
+            &dy,
+            config.affine.then_some(gamma.as_slice()),
+            saved,
+            eval_running,
+        )
+        .unwrap_or_else(|e| panic!("{case}: backward: {e}"));
+    // The reference backward takes what the GPU backward takes: the saved statistics (checked
+    // against the exact f64 ones above), or the running statistics the forward read. With
+    // exact statistics instead, dgamma would also carry the f32 rounding of the saved mean
+    // times sum(dy), an error of the saved mean's precision rather than of the backward.
+    let ref_before = before.as_ref().map(to_ref);
+    let want = reference::backward(
+        &config,
+        mode,
+        shape,
+        &x,
+        &dy,
+        config.affine.then_some(gamma.as_slice()),
+        saved,
+        ref_before.as_ref(),
+    );
+    assert_close(&case, "dx", &got.dx, &want.dx, tol);
+    assert_eq!(got.dgamma_dbeta.is_some(), config.affine, "{case}: grads");
+    if let (Some((g, b)), Some((wg, wb))) = (&got.dgamma_dbeta, &want.dgamma_dbeta) {
+        assert_close(&case, "dgamma", g, wg, tol);
+        assert_close(&case, "dbeta", b, wb, tol);
+    }
+}
+
+/// Every option combination, both modes, every reduction path, on each shape.
+fn every_option(shapes: &[&[usize]], layout: Layout) {
+    let gpu = gpu();
+    let mut rng = rng();
+    for dims in shapes {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        for affine in [true, false] {
+            for track in [true, false] {
+                for momentum in [Some(0.1), None] {
+                    let config = BatchNormConfig::new(shape.channels())
+                        .affine(affine)
+                        .track_running_stats(track)
+                        .momentum(momentum);
+                    for reduction in reductions(gpu) {
+                        let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
+                        for mode in [Mode::Train, Mode::Eval] {
+                            check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_option_and_mode_channels_first() {
+    // BatchNorm1d (N, C) and (N, C, L), BatchNorm2d, BatchNorm3d.
+    every_option(
+        &[&[7, 5], &[3, 5, 11], &[2, 3, 7, 9], &[2, 3, 3, 5, 7]],
+        Layout::ChannelsFirst,
+    );
+}
+
+#[test]
+fn every_option_and_mode_channels_last() {
+    every_option(
+        &[&[7, 5], &[3, 11, 5], &[2, 7, 9, 3], &[2, 3, 5, 7, 3]],
+        Layout::ChannelsLast,
+    );
+}
+
+#[test]
+fn eps_and_momentum_values_are_honoured() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[4, 3, 5, 5]).unwrap();
+    for (eps, momentum) in [(1e-3, Some(0.3)), (0.5, Some(1.0)), (0.0, Some(0.0))] {
+        let config = BatchNormConfig::new(3).eps(eps).momentum(momentum);
+        let bn = BatchNorm::new(&gpu.device, config).unwrap();
+        for mode in [Mode::Train, Mode::Eval] {
+            check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn sizes_that_are_not_multiples_of_the_workgroup() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 6] = [
+        (&[3, 4, 257], Layout::ChannelsFirst),
+        (&[5, 2, 1023], Layout::ChannelsFirst),
+        (&[1, 3, 17, 31], Layout::ChannelsFirst),
+        (&[513, 3], Layout::ChannelsLast),
+        (&[2, 13, 19, 7], Layout::ChannelsLast),
+        (&[3, 1, 1], Layout::ChannelsFirst),
+    ];
+    for (dims, layout) in shapes {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        for reduction in reductions(gpu) {
+            let config = BatchNormConfig::new(shape.channels());
+            let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
+            for mode in [Mode::Train, Mode::Eval] {
+                check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn long_channels_split_across_many_workgroups() {
+    // 130,000 values per channel: far more than one workgroup's 256 invocations take, so
+    // each channel's statistics come from many partials merged in a second dispatch.
+    let gpu = gpu();
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 2] = [
+        (&[2, 2, 260, 250], Layout::ChannelsFirst),
+        (&[4, 130, 250, 3], Layout::ChannelsLast),
+    ];
+    for (dims, layout) in shapes {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        for reduction in reductions(gpu) {
+            let config = BatchNormConfig::new(shape.channels());
+            let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
+            check(&bn, Mode::Train, &shape, ORDINARY, TOL, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn many_channels() {
+    // More channels than one workgroup of the per-channel kernels covers.
+    let gpu = gpu();
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 3] = [
+        (&[6, 1000], Layout::ChannelsFirst),
+        (&[2, 300, 3], Layout::ChannelsFirst),
+        (&[2, 3, 3, 600], Layout::ChannelsLast),
+    ];
+    for (dims, layout) in shapes {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(shape.channels())).unwrap();
+        for mode in [Mode::Train, Mode::Eval] {
+            check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn running_statistics_over_several_training_steps() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[4, 6, 9, 11]).unwrap();
+    for momentum in [Some(0.1), None] {
+        let config = BatchNormConfig::new(6).momentum(momentum);
+        let bn = BatchNorm::new(&gpu.device, config).unwrap();
+        let mut running = HostRunningStats::new(6);
+        let mut want = reference::RunningStats::new(6);
+        for step in 1..=6 {
+            let case = format!("momentum {momentum:?} step {step}");
+            // Each batch from a different distribution, so the average matters.
+            let x = normal(
+                &mut rng,
+                shape.numel(),
+                step as f64,
+                1.0 + step as f64 * 0.5,
+            );
+            let gamma = normal(&mut rng, 6, 1.0, 0.3);
+            let beta = normal(&mut rng, 6, 0.0, 0.3);
+            let affine = Some((gamma.as_slice(), beta.as_slice()));
+            let got = bn
+                .forward_host(
+                    &gpu.queue,
+                    Mode::Train,
+                    &shape,
+                    &x,
+                    affine,
+                    Some(&mut running),
+                )
+                .unwrap();
+            let w = reference::forward(&config, Mode::Train, &shape, &x, affine, Some(&mut want));
+            assert_close(&case, "y", &got.y, &w.y, TOL);
+            assert_close(&case, "running_mean", &running.mean, &want.mean, TOL);
+            assert_close(&case, "running_var", &running.var, &want.var, TOL);
+            assert_eq!(running.num_batches_tracked, step, "{case}");
+        }
+        // Eval with the accumulated statistics.
+        check(&bn, Mode::Eval, &shape, ORDINARY, TOL, &mut rng);
+    }
+}
+
+#[test]
+fn data_far_from_zero_mean() {
+    // Mean 10^4 times the standard deviation, at two scales: naive E[x^2] - E[x]^2 in f32
+    // gives garbage or negative variances here.
+    let gpu = gpu();
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 2] = [
+        (&[4, 3, 40, 40], Layout::ChannelsFirst),
+        (&[8, 20, 20, 3], Layout::ChannelsLast),
+    ];
+    for data in [
+        Data {
+            mean: 1e4,
+            std: 1.0,
+        },
+        Data {
+            mean: 1e2,
+            std: 1e-2,
+        },
+    ] {
+        for (dims, layout) in shapes {
+            let shape = TensorShape::new(dims, layout).unwrap();
+            for reduction in reductions(gpu) {
+                let config = BatchNormConfig::new(shape.channels());
+                let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
+                for mode in [Mode::Train, Mode::Eval] {
+                    check(&bn, mode, &shape, data, TOL_FAR_MEAN, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_runs_give_identical_bits() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[4, 3, 150, 150]).unwrap();
+    let x = normal(&mut rng, shape.numel(), 1.0, 3.0);
+    let dy = normal(&mut rng, shape.numel(), 0.0, 1.0);
+    let gamma = normal(&mut rng, 3, 1.0, 0.3);
+    let beta = normal(&mut rng, 3, 0.0, 0.3);
+    for reduction in reductions(gpu) {
+        let bn =
+            BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(3), reduction).unwrap();
+        let run = || {
+            let mut running = HostRunningStats::new(3);
+            let f = bn
+                .forward_host(
+                    &gpu.queue,
+                    Mode::Train,
+                    &shape,
+                    &x,
+                    Some((&gamma, &beta)),
+                    Some(&mut running),
+                )
+                .unwrap();
+            let (m, s) = f.saved.clone().unwrap();
+            let b = bn
+                .backward_host(
+                    &gpu.queue,
+                    Mode::Train,
+                    &shape,
+                    &x,
+                    &dy,
+                    Some(&gamma),
+                    Some((&m, &s)),
+                    None,
+                )
+                .unwrap();
+            (f, running, b)
+        };
+        let first = run();
+        let second = run();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&first.0.y), bits(&second.0.y), "{reduction:?}: y");
+        let (m1, s1) = first.0.saved.as_ref().unwrap();
+        let (m2, s2) = second.0.saved.as_ref().unwrap();
+        assert_eq!(bits(m1), bits(m2), "{reduction:?}: save_mean");
+        assert_eq!(bits(s1), bits(s2), "{reduction:?}: save_invstd");
+        assert_eq!(bits(&first.1.mean), bits(&second.1.mean), "{reduction:?}");
+        assert_eq!(bits(&first.1.var), bits(&second.1.var), "{reduction:?}");
+        assert_eq!(bits(&first.2.dx), bits(&second.2.dx), "{reduction:?}: dx");
+        let (g1, b1) = first.2.dgamma_dbeta.as_ref().unwrap();
+        let (g2, b2) = second.2.dgamma_dbeta.as_ref().unwrap();
+        assert_eq!(bits(g1), bits(g2), "{reduction:?}: dgamma");
+        assert_eq!(bits(b1), bits(b2), "{reduction:?}: dbeta");
+    }
+}
+
+#[test]
+fn subgroup_kernels_are_used_when_available() {
+    let gpu = gpu();
+    let has = gpu.device.features().contains(wgpu::Features::SUBGROUP);
+    let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(2)).unwrap();
+    assert_eq!(bn.uses_subgroups(), has);
+    let forced =
+        BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(2), Reduction::Subgroup);
+    assert_eq!(forced.is_ok(), has);
+}
