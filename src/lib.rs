@@ -44,3 +44,8 @@ pub use config::{BatchNormConfig, Mode, Reduction};
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
+
+/// The README's Rust snippets, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
