@@ -1,5 +1,6 @@
 // Backward, last pass: dx = a * dy + b * (x - mean) + d with the per-channel coefficients
-// chan[c] = (mean, a, b, d) from `backward_finalize.wgsl`. Grid-stride loop over every element.
+// chan[c] = (mean, a, b, d) from `backward_finalize.wgsl`. Grid-stride loop over the
+// bound piece's elements.
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -14,8 +15,8 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let stride = nwg.x * nwg.y * WG;
-    for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.total; i = i + stride) {
-        let q = chan[channel_of(i)];
+    for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
+        let q = chan[channel_of(p.base + i)];
         dx[i] = q.y * dy[i] + q.z * (x[i] - q.x) + q.w;
     }
 }

@@ -1,6 +1,8 @@
-// Backward, pass 1: per (channel, chunk) workgroup, the partial sums
+// Backward, pass 1: per (channel, chunk) workgroup, the partial sums over one run of the
+// channel's elements within the bound piece
 //   (sum dy, sum dy * (x - mean))
-// in fixed order, written to partials[c * chunks + chunk].
+// in fixed order, written to partials[c * slots + slot_base + chunk] (zero past the
+// channel's elements in this piece).
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -14,23 +16,24 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let g = linear_workgroup(wid, nwg);
-    if (g >= p.channels * p.chunks) {
-        return;
-    }
-    let c = g / p.chunks;
-    let chunk = g - c * p.chunks;
-    let mean = chan[p.channels + c].x;
-    let start = chunk * p.chunk_len;
-    let end = min(start + p.chunk_len, p.count);
-    var s = vec2<f32>(0.0);
-    for (var k = start + lid; k < end; k = k + WG) {
-        let i = elem_index(c, k);
-        let g_out = dy[i];
-        s = s + vec2<f32>(g_out, g_out * (x[i] - mean));
-    }
-    let r = reduce_sum2(lid, s);
-    if (lid == 0u) {
-        partials[g] = vec4<f32>(r, 0.0, 0.0);
+    // Workgroups loop over the (channel, chunk) tasks, so any grid size covers them all.
+    let tasks = p.channels * p.chunks;
+    for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
+        let c = g / p.chunks;
+        let chunk = g - c * p.chunks;
+        let mean = chan[p.channels + c].x;
+        let k_hi = first_k_at(c, p.base + p.len);
+        let start = first_k_at(c, p.base) + chunk * p.chunk_len;
+        let end = min(start + p.chunk_len, k_hi);
+        var s = vec2<f32>(0.0);
+        for (var k = start + lid; k < end; k = k + WG) {
+            let i = elem_index(c, k) - p.base;
+            let g_out = dy[i];
+            s = s + vec2<f32>(g_out, g_out * (x[i] - mean));
+        }
+        let r = reduce_sum2(lid, s);
+        if (lid == 0u) {
+            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r, 0.0, 0.0);
+        }
     }
 }

@@ -15,17 +15,16 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = linear_workgroup(wid, nwg) * WG + lid;
-    if (c >= p.channels) {
-        return;
+    let stride = nwg.x * nwg.y * WG;
+    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+        var invstd = stat_b[c];
+        if ((p.flags & FLAG_BATCH_STATS) == 0u) {
+            invstd = 1.0 / sqrt(invstd + p.eps);
+        }
+        var g = 1.0;
+        if ((p.flags & FLAG_AFFINE) != 0u) {
+            g = gamma[c];
+        }
+        chan[p.channels + c] = vec4<f32>(stat_a[c], invstd, g, 0.0);
     }
-    var invstd = stat_b[c];
-    if ((p.flags & FLAG_BATCH_STATS) == 0u) {
-        invstd = 1.0 / sqrt(invstd + p.eps);
-    }
-    var g = 1.0;
-    if ((p.flags & FLAG_AFFINE) != 0u) {
-        g = gamma[c];
-    }
-    chan[p.channels + c] = vec4<f32>(stat_a[c], invstd, g, 0.0);
 }

@@ -11,35 +11,60 @@ const FLAG_BATCH_STATS: u32 = 4u;
 
 // Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
 struct Params {
-    // The tensor seen as (outer, channels, inner): channel-first (N, C, *S) has
+    // The whole tensor seen as (outer, channels, inner): channel-first (N, C, *S) has
     // outer = N, inner = prod(S); channels-last (N, *S, C) has outer = N * prod(S), inner = 1.
     outer: u32,
     channels: u32,
     inner: u32,
-    // Elements per channel: outer * inner.
+    // Elements per channel in the whole tensor: outer * inner.
     count: u32,
-    // Each channel's elements are split into `chunks` runs of `chunk_len` for the partial passes.
-    chunks: u32,
+    // The piece of the tensor this dispatch sees: flat elements [base, base + len), bound
+    // from its first element. A tensor larger than one binding is processed piece by piece;
+    // otherwise the one piece is the whole tensor.
+    base: u32,
+    len: u32,
+    // The partial passes split each channel's elements within the piece into `chunks` runs
+    // of `chunk_len`, and write their partials to slots slot_base .. slot_base + chunks of
+    // the channel's `slots` (all pieces together).
     chunk_len: u32,
-    // outer * channels * inner.
-    total: u32,
+    chunks: u32,
+    slot_base: u32,
+    slots: u32,
     _pad0: u32,
+    _pad1: u32,
     eps: f32,
     momentum: f32,
     flags: u32,
-    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// Flat index of element `k` (0 <= k < count) of channel `c`.
+// Flat index (in the whole tensor) of element `k` (0 <= k < count) of channel `c`.
 fn elem_index(c: u32, k: u32) -> u32 {
     let o = k / p.inner;
     let i = k - o * p.inner;
     return (o * p.channels + c) * p.inner + i;
 }
 
-// Channel of flat element index `i`.
+// The smallest k whose element of channel `c` lies at flat index `e` or later. The flat
+// index grows with k, so channel c's elements within [a, b) are k in
+// [first_k_at(c, a), first_k_at(c, b)).
+fn first_k_at(c: u32, e: u32) -> u32 {
+    let row = p.channels * p.inner;
+    let o = e / row;
+    let rem = e - o * row;
+    let cc = rem / p.inner;
+    if (cc < c) {
+        return o * p.inner;
+    }
+    if (cc == c) {
+        return o * p.inner + (rem - cc * p.inner);
+    }
+    return (o + 1u) * p.inner;
+}
+
+// Channel of flat index `i` (in the whole tensor).
 fn channel_of(i: u32) -> u32 {
     return (i / p.inner) % p.channels;
 }

@@ -15,16 +15,15 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = linear_workgroup(wid, nwg) * WG + lid;
-    if (c >= p.channels) {
-        return;
+    let stride = nwg.x * nwg.y * WG;
+    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+        var g = 1.0;
+        var b = 0.0;
+        if ((p.flags & FLAG_AFFINE) != 0u) {
+            g = gamma[c];
+            b = beta[c];
+        }
+        let invstd = 1.0 / sqrt(running_var[c] + p.eps);
+        chan[c] = vec4<f32>(running_mean[c], g * invstd, b, 0.0);
     }
-    var g = 1.0;
-    var b = 0.0;
-    if ((p.flags & FLAG_AFFINE) != 0u) {
-        g = gamma[c];
-        b = beta[c];
-    }
-    let invstd = 1.0 / sqrt(running_var[c] + p.eps);
-    chan[c] = vec4<f32>(running_mean[c], g * invstd, b, 0.0);
 }

@@ -1,6 +1,7 @@
 // Forward, last pass: y = (x - shift[c]) * scale[c] + bias[c] with the coefficients that
 // `stats_finalize.wgsl` (training) or `eval_coeffs.wgsl` (eval) wrote to chan[c].
-// Grid-stride loop over every element.
+// Grid-stride loop over the
+// bound piece's elements.
 // CPU twin: `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -14,8 +15,8 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let stride = nwg.x * nwg.y * WG;
-    for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.total; i = i + stride) {
-        let q = chan[channel_of(i)];
+    for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
+        let q = chan[channel_of(p.base + i)];
         y[i] = (x[i] - q.x) * q.y + q.z;
     }
 }

@@ -1,6 +1,7 @@
 // Training forward with running statistics: one workgroup updates running_mean and
 // running_var in place from the batch statistics in chan[C + c], then increments
-// num_batches_tracked. PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased
+// num_batches_tracked. An empty batch (count 0) only increments num_batches_tracked, as
+// PyTorch's module does. PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased
 // batch variance n / (n - 1) * var, and m = 1 / num_batches_tracked (after the increment)
 // when momentum is None (cumulative average).
 // CPU twin: `reference::update_running`.
@@ -17,7 +18,11 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if ((p.flags & FLAG_CUMULATIVE) != 0u) {
         m = 1.0 / f32(tracked);
     }
-    for (var c = lid; c < p.channels; c = c + WG) {
+    var n = p.channels;
+    if (p.count == 0u) {
+        n = 0u;
+    }
+    for (var c = lid; c < n; c = c + WG) {
         let s = chan[p.channels + c];
         let unbiased = s.w / (s.z - 1.0);
         running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;

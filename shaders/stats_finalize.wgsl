@@ -1,5 +1,6 @@
-// Training forward, pass 2: one invocation per channel merges that channel's partials in
-// fixed order (Chan), writes the saved mean and inverse standard deviation, and the
+// Training forward, pass 2: one invocation per channel merges that channel's partials (all
+// pieces, all chunks) in fixed order (Chan), each moved to the first partial's shift,
+// writes the saved mean and inverse standard deviation, and the
 // per-channel coefficients that `normalize.wgsl` applies:
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
 //   chan[C + c] = (mean, biased variance, count, M2)   read by `running_update.wgsl`
@@ -18,29 +19,35 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = linear_workgroup(wid, nwg) * WG + lid;
-    if (c >= p.channels) {
-        return;
+    let stride = nwg.x * nwg.y * WG;
+    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+        var w = welford_empty();
+        var shift = 0.0;
+        var shifted = false;
+        for (var j = 0u; j < p.slots; j = j + 1u) {
+            let q = partials[c * p.slots + j];
+            if (q.x > 0.0) {
+                if (!shifted) {
+                    shift = q.w;
+                    shifted = true;
+                }
+                // Partials of one piece share a shift, so this is q.y exactly within a piece.
+                w = welford_merge(w, Welford(q.x, (q.w - shift) + q.y, q.z));
+            }
+        }
+        let var_b = max(w.m2 / w.n, 0.0);
+        let invstd = 1.0 / sqrt(var_b + p.eps);
+        let mean = shift + w.mean;
+        save_mean[c] = mean;
+        save_invstd[c] = invstd;
+        var g = 1.0;
+        var b = 0.0;
+        if ((p.flags & FLAG_AFFINE) != 0u) {
+            g = gamma[c];
+            b = beta[c];
+        }
+        let scale = g * invstd;
+        chan[c] = vec4<f32>(shift, scale, b - w.mean * scale, 0.0);
+        chan[p.channels + c] = vec4<f32>(mean, var_b, w.n, w.m2);
     }
-    var w = welford_empty();
-    var shift = 0.0;
-    for (var j = 0u; j < p.chunks; j = j + 1u) {
-        let q = partials[c * p.chunks + j];
-        w = welford_merge(w, Welford(q.x, q.y, q.z));
-        shift = q.w;
-    }
-    let var_b = max(w.m2 / w.n, 0.0);
-    let invstd = 1.0 / sqrt(var_b + p.eps);
-    let mean = shift + w.mean;
-    save_mean[c] = mean;
-    save_invstd[c] = invstd;
-    var g = 1.0;
-    var b = 0.0;
-    if ((p.flags & FLAG_AFFINE) != 0u) {
-        g = gamma[c];
-        b = beta[c];
-    }
-    let scale = g * invstd;
-    chan[c] = vec4<f32>(shift, scale, b - w.mean * scale, 0.0);
-    chan[p.channels + c] = vec4<f32>(mean, var_b, w.n, w.m2);
 }

@@ -1,7 +1,9 @@
-// Training forward, pass 1: Welford partials of one run (chunk) of one channel per workgroup.
-// Values are shifted by the channel's first element so that data whose mean is far from zero
-// keeps its precision (x - shift is exact while x and shift are within a factor of two).
-// Output: partials[c * chunks + chunk] = (count, mean of x - shift, M2, shift).
+// Training forward, pass 1: Welford partials of one run (chunk) of one channel's elements
+// within the bound piece, one per workgroup. Values are shifted by the channel's first
+// element in the piece so that data whose mean is far from zero keeps its precision
+// (x - shift is exact while x and shift are within a factor of two).
+// Output: partials[c * slots + slot_base + chunk] = (count, mean of x - shift, M2, shift);
+// count 0 for a chunk past the channel's elements in this piece.
 // CPU twin: `reference::batch_stats`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -13,21 +15,26 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let g = linear_workgroup(wid, nwg);
-    if (g >= p.channels * p.chunks) {
-        return;
-    }
-    let c = g / p.chunks;
-    let chunk = g - c * p.chunks;
-    let shift = x[elem_index(c, 0u)];
-    let start = chunk * p.chunk_len;
-    let end = min(start + p.chunk_len, p.count);
-    var w = welford_empty();
-    for (var k = start + lid; k < end; k = k + WG) {
-        w = welford_push(w, x[elem_index(c, k)] - shift);
-    }
-    let r = reduce_welford(lid, w);
-    if (lid == 0u) {
-        partials[g] = vec4<f32>(r.n, r.mean, r.m2, shift);
+    // Workgroups loop over the (channel, chunk) tasks, so any grid size covers them all.
+    let tasks = p.channels * p.chunks;
+    for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
+        let c = g / p.chunks;
+        let chunk = g - c * p.chunks;
+        let k_lo = first_k_at(c, p.base);
+        let k_hi = first_k_at(c, p.base + p.len);
+        var shift = 0.0;
+        if (k_lo < k_hi) {
+            shift = x[elem_index(c, k_lo) - p.base];
+        }
+        let start = k_lo + chunk * p.chunk_len;
+        let end = min(start + p.chunk_len, k_hi);
+        var w = welford_empty();
+        for (var k = start + lid; k < end; k = k + WG) {
+            w = welford_push(w, x[elem_index(c, k) - p.base] - shift);
+        }
+        let r = reduce_welford(lid, w);
+        if (lid == 0u) {
+            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r.n, r.mean, r.m2, shift);
+        }
     }
 }

@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Mutex;
 
-use wgpu::util::DeviceExt;
-
 use crate::config::{BatchNormConfig, Mode, Reduction};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
@@ -122,11 +120,48 @@ pub(crate) fn plan_chunks(count: usize, channels: usize) -> (u32, u32) {
     (chunks as u32, chunk_len as u32)
 }
 
+/// What a bound slice holds, which sets its expected size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// The whole tensor (x, y, dy, dx).
+    Tensor,
+    /// One f32 per channel.
+    PerChannel,
+    /// One u32.
+    Counter,
+}
+
 /// One bound slice of a call, for the size, alignment and aliasing checks.
 struct Bound<'a> {
     name: &'static str,
     slice: wgpu::BufferSlice<'a>,
     written: bool,
+    kind: Kind,
+}
+
+/// A flat element range `[base, base + len)` of the tensor, bound on its own, and how the
+/// partial passes split each channel's elements within it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Piece {
+    base: u64,
+    len: u64,
+    chunks: u32,
+    chunk_len: u32,
+    slot_base: u32,
+}
+
+impl Piece {
+    /// This piece of a tensor slice.
+    fn of<'a>(&self, tensor: wgpu::BufferSlice<'a>) -> wgpu::BufferSlice<'a> {
+        let start = tensor.offset() + self.base * 4;
+        tensor.buffer().slice(start..start + self.len * 4)
+    }
+}
+
+/// The pieces of one call, and the partial slots per channel over all of them.
+struct Plan {
+    pieces: Vec<Piece>,
+    slots: u32,
 }
 
 #[derive(Default)]
@@ -150,7 +185,7 @@ pub struct BatchNorm {
     pipelines: Pipelines,
     dummy: wgpu::Buffer,
     scratch: Mutex<Scratch>,
-    params: Mutex<HashMap<[u32; 12], wgpu::Buffer>>,
+    params: Mutex<HashMap<[u32; 16], wgpu::Buffer>>,
 }
 
 impl std::fmt::Debug for BatchNorm {
@@ -214,24 +249,16 @@ impl BatchNorm {
             }
         }
 
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let pipelines = Pipelines::new(device, subgroups);
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-batchnorm.unused-binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
-        // Popping the scopes does not wait for the GPU: pipeline creation errors are known
-        // when the calls return.
-        let errors = [
-            pollster::block_on(internal.pop()),
-            pollster::block_on(validation.pop()),
-        ];
-        if let Some(e) = errors.into_iter().flatten().next() {
-            return Err(BatchNormError::Wgpu(e.to_string()));
-        }
+        let (pipelines, dummy) = scoped(device, || {
+            let pipelines = Pipelines::new(device, subgroups);
+            let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-batchnorm.unused-binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            Ok((pipelines, dummy))
+        })?;
         Ok(Self {
             config,
             device: device.clone(),
@@ -267,7 +294,7 @@ impl BatchNorm {
                 got: shape.channels(),
             });
         }
-        if self.config.uses_batch_stats(mode) && shape.per_channel() < 2 {
+        if self.config.uses_batch_stats(mode) && shape.per_channel() == 1 {
             return Err(BatchNormError::TooFewValuesPerChannel {
                 dims: shape.dims().to_vec(),
             });
@@ -278,7 +305,24 @@ impl BatchNorm {
     /// Records a forward pass into `encoder`: in training, batch statistics (saved for
     /// backward), the running-statistics update and `y`; in eval, `y` from the running
     /// statistics (or from batch statistics when they are not tracked).
+    ///
+    /// An empty batch (a shape with zero elements) records no work on the tensors, whose
+    /// slices are then neither checked nor accessed, and leaves `saved` untouched; a training
+    /// forward still increments `num_batches_tracked` and leaves the running mean and
+    /// variance as they were, as PyTorch does.
     pub fn forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &ForwardBuffers<'_>,
+    ) -> Result<()> {
+        scoped(&self.device, || {
+            self.record_forward(encoder, mode, shape, bufs)
+        })
+    }
+
+    fn record_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         mode: Mode,
@@ -310,30 +354,27 @@ impl BatchNorm {
             _ => None,
         };
 
-        let mut bound = vec![Bound::input("x", bufs.x), Bound::output("y", bufs.y)];
+        let mut bound = vec![
+            Bound::tensor("x", bufs.x, false),
+            Bound::tensor("y", bufs.y, true),
+        ];
         if let Some(a) = affine {
-            bound.push(Bound::input("gamma", a.gamma));
-            bound.push(Bound::input("beta", a.beta));
+            bound.push(Bound::channel("gamma", a.gamma, false));
+            bound.push(Bound::channel("beta", a.beta, false));
         }
         if let Some(r) = running {
-            bound.push(Bound::new("running_mean", r.mean, update));
-            bound.push(Bound::new("running_var", r.var, update));
+            bound.push(Bound::channel("running_mean", r.mean, update));
+            bound.push(Bound::channel("running_var", r.var, update));
         }
         if let Some(t) = tracked {
-            bound.push(Bound::output("num_batches_tracked", t));
+            bound.push(Bound::counter("num_batches_tracked", t));
         }
         if let Some(s) = saved {
-            bound.push(Bound::output("save_mean", s.mean));
-            bound.push(Bound::output("save_invstd", s.invstd));
+            bound.push(Bound::channel("save_mean", s.mean, true));
+            bound.push(Bound::channel("save_invstd", s.invstd, true));
         }
         self.check_bindings(shape, &bound)?;
 
-        let channels = shape.channels();
-        let (chunks, chunk_len) = if batch {
-            plan_chunks(shape.per_channel(), channels)
-        } else {
-            (0, 0)
-        };
         let mut flags = 0;
         if cfg.affine {
             flags |= FLAG_AFFINE;
@@ -341,67 +382,80 @@ impl BatchNorm {
         if cfg.momentum.is_none() {
             flags |= FLAG_CUMULATIVE;
         }
-        let params = self.params_buffer(shape, chunks, chunk_len, flags);
-        let scratch = self.scratch(channels, chunks as usize)?;
+        let plan = self.plan(shape, batch)?;
+        let global = self.params_buffer(shape, &plan, None, flags)?;
+        let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.dummy.slice(..);
         let (gamma, beta) = affine.map_or((dummy, dummy), |a| (a.gamma, a.beta));
         let p = &self.pipelines;
+        let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+        let empty = plan.pieces.is_empty();
 
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-batchnorm.forward"),
             timestamp_writes: None,
         });
-        let per_channel = channels.div_ceil(WORKGROUP_SIZE as usize);
-        if let Some(s) = saved {
-            let groups = channels * chunks as usize;
-            self.dispatch(
-                &mut pass,
-                &p.stats_partial,
-                &params,
-                &[bufs.x, partials],
-                groups,
-            );
-            self.dispatch(
-                &mut pass,
-                &p.stats_finalize,
-                &params,
-                &[partials, gamma, beta, chan, s.mean, s.invstd],
-                per_channel,
-            );
-            if let (Some(r), Some(t)) = (running, tracked) {
+        match (saved, running) {
+            (Some(s), _) if !empty => {
+                for piece in &plan.pieces {
+                    let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+                    let groups = shape.channels() * piece.chunks as usize;
+                    let x = piece.of(bufs.x);
+                    self.dispatch(&mut pass, &p.stats_partial, &params, &[x, partials], groups);
+                }
                 self.dispatch(
                     &mut pass,
-                    &p.running_update,
-                    &params,
-                    &[chan, r.mean, r.var, t],
-                    1,
+                    &p.stats_finalize,
+                    &global,
+                    &[partials, gamma, beta, chan, s.mean, s.invstd],
+                    per_channel,
                 );
             }
-        } else {
-            let r = running.expect("eval without batch statistics has running statistics");
-            self.dispatch(
+            (Some(_), _) => {}
+            (None, Some(r)) => self.dispatch(
                 &mut pass,
                 &p.eval_coeffs,
-                &params,
+                &global,
                 &[r.mean, r.var, gamma, beta, chan],
                 per_channel,
+            ),
+            (None, None) => unreachable!("presence checks give saved or running statistics"),
+        }
+        if let (Some(r), Some(t)) = (running, tracked) {
+            self.dispatch(
+                &mut pass,
+                &p.running_update,
+                &global,
+                &[chan, r.mean, r.var, t],
+                1,
             );
         }
-        let elementwise = self.elementwise_groups(shape);
-        self.dispatch(
-            &mut pass,
-            &p.normalize,
-            &params,
-            &[bufs.x, chan, bufs.y],
-            elementwise,
-        );
+        for piece in &plan.pieces {
+            let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+            let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
+            let groups = self.elementwise_groups(piece.len);
+            self.dispatch(&mut pass, &p.normalize, &params, &[x, chan, y], groups);
+        }
         Ok(())
     }
 
     /// Records a backward pass into `encoder`: `dx`, and `dgamma`, `dbeta` when affine.
-    /// `mode` is the mode of the forward being differentiated.
+    /// `mode` is the mode of the forward being differentiated. For an empty batch, `dgamma`
+    /// and `dbeta` are zero and the tensor slices are neither checked nor accessed.
     pub fn backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &BackwardBuffers<'_>,
+    ) -> Result<()> {
+        scoped(&self.device, || {
+            self.record_backward(encoder, mode, shape, bufs)
+        })
+    }
+
+    fn record_backward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         mode: Mode,
@@ -427,39 +481,32 @@ impl BatchNorm {
         )?;
 
         let mut bound = vec![
-            Bound::input("x", bufs.x),
-            Bound::input("dy", bufs.dy),
-            Bound::output("dx", bufs.dx),
+            Bound::tensor("x", bufs.x, false),
+            Bound::tensor("dy", bufs.dy, false),
+            Bound::tensor("dx", bufs.dx, true),
         ];
         if let Some(g) = gamma {
-            bound.push(Bound::input("gamma", g));
+            bound.push(Bound::channel("gamma", g, false));
         }
         if let Some(g) = grads {
-            bound.push(Bound::output("dgamma", g.dgamma));
-            bound.push(Bound::output("dbeta", g.dbeta));
+            bound.push(Bound::channel("dgamma", g.dgamma, true));
+            bound.push(Bound::channel("dbeta", g.dbeta, true));
         }
         let (stat_a, stat_b) = match (saved, running) {
             (Some(s), _) => {
-                bound.push(Bound::input("save_mean", s.mean));
-                bound.push(Bound::input("save_invstd", s.invstd));
+                bound.push(Bound::channel("save_mean", s.mean, false));
+                bound.push(Bound::channel("save_invstd", s.invstd, false));
                 (s.mean, s.invstd)
             }
             (None, Some(r)) => {
-                bound.push(Bound::input("running_mean", r.mean));
-                bound.push(Bound::input("running_var", r.var));
+                bound.push(Bound::channel("running_mean", r.mean, false));
+                bound.push(Bound::channel("running_var", r.var, false));
                 (r.mean, r.var)
             }
             (None, None) => unreachable!("presence checks give saved or running statistics"),
         };
         self.check_bindings(shape, &bound)?;
 
-        let channels = shape.channels();
-        let reduce = batch || cfg.affine;
-        let (chunks, chunk_len) = if reduce {
-            plan_chunks(shape.per_channel(), channels)
-        } else {
-            (0, 0)
-        };
         let mut flags = 0;
         if cfg.affine {
             flags |= FLAG_AFFINE;
@@ -467,67 +514,132 @@ impl BatchNorm {
         if batch {
             flags |= FLAG_BATCH_STATS;
         }
-        let params = self.params_buffer(shape, chunks, chunk_len, flags);
-        let scratch = self.scratch(channels, chunks as usize)?;
+        let plan = self.plan(shape, batch || cfg.affine)?;
+        let global = self.params_buffer(shape, &plan, None, flags)?;
+        let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.dummy.slice(..);
         let gamma = gamma.unwrap_or(dummy);
         let (dgamma, dbeta) = grads.map_or((dummy, dummy), |g| (g.dgamma, g.dbeta));
         let p = &self.pipelines;
+        let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
 
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-batchnorm.backward"),
             timestamp_writes: None,
         });
-        let per_channel = channels.div_ceil(WORKGROUP_SIZE as usize);
-        self.dispatch(
-            &mut pass,
-            &p.backward_prep,
-            &params,
-            &[stat_a, stat_b, gamma, chan],
-            per_channel,
-        );
-        if reduce {
-            let groups = channels * chunks as usize;
+        if !plan.pieces.is_empty() {
+            self.dispatch(
+                &mut pass,
+                &p.backward_prep,
+                &global,
+                &[stat_a, stat_b, gamma, chan],
+                per_channel,
+            );
+        }
+        for piece in plan.pieces.iter().filter(|pc| pc.chunks > 0) {
+            let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+            let groups = shape.channels() * piece.chunks as usize;
+            let (x, dy) = (piece.of(bufs.x), piece.of(bufs.dy));
             self.dispatch(
                 &mut pass,
                 &p.backward_partial,
                 &params,
-                &[bufs.x, bufs.dy, chan, partials],
+                &[x, dy, chan, partials],
                 groups,
             );
         }
-        self.dispatch(
-            &mut pass,
-            &p.backward_finalize,
-            &params,
-            &[partials, chan, dgamma, dbeta],
-            per_channel,
-        );
-        let elementwise = self.elementwise_groups(shape);
-        self.dispatch(
-            &mut pass,
-            &p.backward_dx,
-            &params,
-            &[bufs.x, bufs.dy, chan, bufs.dx],
-            elementwise,
-        );
+        if !plan.pieces.is_empty() || cfg.affine {
+            self.dispatch(
+                &mut pass,
+                &p.backward_finalize,
+                &global,
+                &[partials, chan, dgamma, dbeta],
+                per_channel,
+            );
+        }
+        for piece in &plan.pieces {
+            let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+            let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));
+            let groups = self.elementwise_groups(piece.len);
+            self.dispatch(
+                &mut pass,
+                &p.backward_dx,
+                &params,
+                &[x, dy, chan, dx],
+                groups,
+            );
+        }
         Ok(())
     }
 
-    /// Sizes, alignment, usage, binding limits and aliasing of every bound slice.
+    /// Splits the tensor into pieces that each fit one binding (flat element ranges whose
+    /// offsets keep the storage offset alignment), and, when `reduce`, each channel's
+    /// elements within each piece into chunks for the partial passes.
+    fn plan(&self, shape: &TensorShape, reduce: bool) -> Result<Plan> {
+        let numel = shape.numel() as u64;
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(4) / 4;
+        let max_len = self.limits.max_storage_buffer_binding_size / 4 / align * align;
+        if numel > 0 && max_len == 0 {
+            return Err(BatchNormError::UnsupportedDevice(format!(
+                "max_storage_buffer_binding_size {} is below min_storage_buffer_offset_alignment {}",
+                self.limits.max_storage_buffer_binding_size,
+                self.limits.min_storage_buffer_offset_alignment
+            )));
+        }
+        let mut pieces = Vec::new();
+        let mut slots = 0u32;
+        let mut base = 0u64;
+        while base < numel {
+            let len = max_len.min(numel - base);
+            let (chunks, chunk_len) = if reduce {
+                // Longest run of one channel's elements in the piece.
+                let longest = if len == numel {
+                    shape.per_channel()
+                } else {
+                    (0..shape.channels())
+                        .map(|c| {
+                            shape.first_k_at(c, (base + len) as usize)
+                                - shape.first_k_at(c, base as usize)
+                        })
+                        .max()
+                        .unwrap_or(0)
+                };
+                plan_chunks(longest.max(1), shape.channels())
+            } else {
+                (0, 0)
+            };
+            pieces.push(Piece {
+                base,
+                len,
+                chunks,
+                chunk_len,
+                slot_base: slots,
+            });
+            slots += chunks;
+            base += len;
+        }
+        Ok(Plan { pieces, slots })
+    }
+
+    /// Sizes, alignment, usage, binding limits and aliasing of every bound slice. The
+    /// tensor slices of an empty batch are not accessed and not checked.
     fn check_bindings(&self, shape: &TensorShape, bound: &[Bound<'_>]) -> Result<()> {
         let numel = shape.numel() as u64;
         let channels = shape.channels() as u64;
         let align = self.limits.min_storage_buffer_offset_alignment;
-        for b in bound {
-            let (expected, what) = match b.name {
-                "x" | "y" | "dy" | "dx" => (
+        let bound: Vec<&Bound<'_>> = bound
+            .iter()
+            .filter(|b| numel > 0 || b.kind != Kind::Tensor)
+            .collect();
+        for b in &bound {
+            let (expected, what) = match b.kind {
+                Kind::Tensor => (
                     numel * 4,
                     format!("{numel} f32 for shape {:?}", shape.dims()),
                 ),
-                "num_batches_tracked" => (4, "one u32".to_string()),
-                _ => (channels * 4, format!("{channels} f32, one per channel")),
+                Kind::Counter => (4, "one u32".to_string()),
+                Kind::PerChannel => (channels * 4, format!("{channels} f32, one per channel")),
             };
             let usage = b.slice.buffer().usage();
             if !usage.contains(wgpu::BufferUsages::STORAGE) {
@@ -551,15 +663,18 @@ impl BatchNorm {
                     alignment: align,
                 });
             }
-            check_limit(
-                b.name,
-                expected,
-                "max_storage_buffer_binding_size",
-                self.limits.max_storage_buffer_binding_size,
-            )?;
+            // Tensors larger than one binding are processed in pieces.
+            if b.kind != Kind::Tensor {
+                check_limit(
+                    b.name,
+                    expected,
+                    "max_storage_buffer_binding_size",
+                    self.limits.max_storage_buffer_binding_size,
+                )?;
+            }
         }
         for out in bound.iter().filter(|b| b.written) {
-            for other in bound.iter().filter(|b| !std::ptr::eq(*b, out)) {
+            for other in bound.iter().filter(|b| !std::ptr::eq(**b, *out)) {
                 if out.slice.buffer() == other.slice.buffer() && ranges_overlap(out, other) {
                     return Err(BatchNormError::Overlap {
                         output: out.name,
@@ -571,52 +686,56 @@ impl BatchNorm {
         Ok(())
     }
 
-    /// The uniform buffer of one call's parameters. Created initialized (never written
-    /// through the queue), immutable, and cached by value.
+    /// The uniform buffer of one dispatch's parameters: the whole call's, or one piece's.
+    /// Created initialized (never written through the queue), immutable, and cached by
+    /// value.
     fn params_buffer(
         &self,
         shape: &TensorShape,
-        chunks: u32,
-        chunk_len: u32,
+        plan: &Plan,
+        piece: Option<&Piece>,
         flags: u32,
-    ) -> wgpu::Buffer {
+    ) -> Result<wgpu::Buffer> {
         let (outer, inner) = shape.outer_inner();
+        let piece = piece.copied().unwrap_or_default();
         let params = Params {
             outer: outer as u32,
             channels: shape.channels() as u32,
             inner: inner as u32,
             count: shape.per_channel() as u32,
-            chunks,
-            chunk_len,
-            total: shape.numel() as u32,
+            base: piece.base as u32,
+            len: piece.len as u32,
+            chunk_len: piece.chunk_len,
+            chunks: piece.chunks,
+            slot_base: piece.slot_base,
+            slots: plan.slots,
             eps: self.config.eps,
             momentum: self.config.momentum.unwrap_or(0.0),
             flags,
             ..Params::default()
         };
-        let key: [u32; 12] = bytemuck::cast(params);
+        let key: [u32; 16] = bytemuck::cast(params);
         let mut cache = self.params.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = cache.get(&key) {
-            return b.clone();
+            return Ok(b.clone());
         }
         if cache.len() >= PARAMS_CACHE_LIMIT {
             cache.clear();
         }
-        let buffer = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-batchnorm.params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let buffer = buffer_with(
+            &self.device,
+            "wgpu-batchnorm.params",
+            bytemuck::bytes_of(&params),
+            wgpu::BufferUsages::UNIFORM,
+        )?;
         cache.insert(key, buffer.clone());
-        buffer
+        Ok(buffer)
     }
 
-    /// Scratch buffers for `channels * chunks` partials and `2 * channels` per-channel
+    /// Scratch buffers for `channels * slots` partials and `2 * channels` per-channel
     /// records, grown on demand.
-    fn scratch(&self, channels: usize, chunks: usize) -> Result<ScratchBuffers> {
-        let partial_bytes = (channels * chunks.max(1) * 16) as u64;
+    fn scratch(&self, channels: usize, slots: usize) -> Result<ScratchBuffers> {
+        let partial_bytes = (channels * slots.max(1) * 16) as u64;
         let chan_bytes = (channels * 2 * 16) as u64;
         for (name, bytes) in [
             ("scratch partials", partial_bytes),
@@ -649,10 +768,10 @@ impl BatchNorm {
         })
     }
 
-    /// Workgroups of a grid-stride elementwise pass over `shape`.
-    fn elementwise_groups(&self, shape: &TensorShape) -> usize {
-        let max = self.limits.max_compute_workgroups_per_dimension as usize;
-        shape.numel().div_ceil(WORKGROUP_SIZE as usize).min(max)
+    /// Workgroups of a grid-stride elementwise pass over `len` elements.
+    fn elementwise_groups(&self, len: u64) -> usize {
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        len.div_ceil(u64::from(WORKGROUP_SIZE)).min(max) as usize
     }
 
     /// Binds `storage` at bindings 1.. (and the parameters at 0), and dispatches `groups`
@@ -687,9 +806,11 @@ impl BatchNorm {
             layout: &kernel.layout,
             entries: &entries,
         });
+        // Every kernel loops over its tasks, so a grid smaller than `groups` (capped by the
+        // device's limit) still covers them all.
         let max = self.limits.max_compute_workgroups_per_dimension as usize;
         let x = groups.clamp(1, max);
-        let y = groups.div_ceil(x).max(1);
+        let y = groups.div_ceil(x).clamp(1, max);
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x as u32, y as u32, 1);
@@ -737,6 +858,50 @@ fn grow(
     }
 }
 
+/// A buffer created mapped and filled with `bytes` (never written through the queue). Fails,
+/// rather than panics as `DeviceExt::create_buffer_init` does, when the device is lost.
+pub(crate) fn buffer_with(
+    device: &wgpu::Device,
+    label: &str,
+    bytes: &[u8],
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.len() as u64,
+        usage,
+        mapped_at_creation: true,
+    });
+    buffer
+        .slice(..)
+        .get_mapped_range_mut()
+        .map_err(|e| BatchNormError::Wgpu(format!("creating `{label}`: {e}")))?
+        .slice(..)
+        .copy_from_slice(bytes);
+    buffer.unmap();
+    Ok(buffer)
+}
+
+/// Runs `f` inside error scopes for validation, out-of-memory and internal errors, so that
+/// an error wgpu reports while it runs (a lost device, say) comes back as
+/// [`BatchNormError::Wgpu`] instead of reaching the device's uncaptured-error handler.
+/// Popping the scopes does not wait for the GPU.
+pub(crate) fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let result = f();
+    let errors = [
+        pollster::block_on(internal.pop()),
+        pollster::block_on(memory.pop()),
+        pollster::block_on(validation.pop()),
+    ];
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(BatchNormError::Wgpu(e.to_string())),
+        None => result,
+    }
+}
+
 const AFFINE_WHY: &str =
     "gamma and beta (and their gradients) are used exactly when config.affine is true";
 const RUNNING_WHY: &str =
@@ -775,20 +940,31 @@ fn ranges_overlap(a: &Bound<'_>, b: &Bound<'_>) -> bool {
 }
 
 impl<'a> Bound<'a> {
-    fn new(name: &'static str, slice: wgpu::BufferSlice<'a>, written: bool) -> Self {
+    fn tensor(name: &'static str, slice: wgpu::BufferSlice<'a>, written: bool) -> Self {
         Self {
             name,
             slice,
             written,
+            kind: Kind::Tensor,
         }
     }
 
-    fn input(name: &'static str, slice: wgpu::BufferSlice<'a>) -> Self {
-        Self::new(name, slice, false)
+    fn channel(name: &'static str, slice: wgpu::BufferSlice<'a>, written: bool) -> Self {
+        Self {
+            name,
+            slice,
+            written,
+            kind: Kind::PerChannel,
+        }
     }
 
-    fn output(name: &'static str, slice: wgpu::BufferSlice<'a>) -> Self {
-        Self::new(name, slice, true)
+    fn counter(name: &'static str, slice: wgpu::BufferSlice<'a>) -> Self {
+        Self {
+            name,
+            slice,
+            written: true,
+            kind: Kind::Counter,
+        }
     }
 }
 

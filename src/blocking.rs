@@ -1,10 +1,9 @@
 //! A small blocking layer over host slices: upload, record, submit, wait, read back.
 //! For examples, tests and quick use; training code should use the recording API.
 
-use wgpu::util::DeviceExt;
-
 use crate::batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats,
+    SavedStats, buffer_with,
 };
 use crate::config::Mode;
 use crate::error::{BatchNormError, Result};
@@ -61,17 +60,24 @@ impl<'d> HostCall<'d> {
     }
 
     /// A storage buffer holding `data`, which the call may also update and read back.
-    fn input<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            })
+    /// Empty data (the tensors of an empty batch, which are not accessed) gets 4 bytes, as
+    /// wgpu has no empty buffer slices.
+    fn input<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes: &[u8] = if data.is_empty() {
+            &[0; 4]
+        } else {
+            bytemuck::cast_slice(data)
+        };
+        buffer_with(
+            self.device,
+            label,
+            bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        )
     }
 
     /// An output buffer of `len` f32, poisoned with NaN so unwritten values show.
-    fn output(&self, label: &str, len: usize) -> wgpu::Buffer {
+    fn output(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         self.input(label, &vec![f32::NAN; len])
     }
 
@@ -174,18 +180,27 @@ impl BatchNorm {
         }
         let device = self.device();
         let call = HostCall::new(device);
-        let xb = call.input("x", x);
-        let yb = call.output("y", x.len());
-        let affine_b = affine.map(|(g, b)| (call.input("gamma", g), call.input("beta", b)));
-        let running_b = running.as_ref().map(|r| {
-            (
-                call.input("running_mean", &r.mean),
-                call.input("running_var", &r.var),
-                call.input("num_batches_tracked", &[r.num_batches_tracked]),
-            )
-        });
+        let xb = call.input("x", x)?;
+        let yb = call.output("y", x.len())?;
+        let affine_b = affine
+            .map(|(g, b)| Result::<_>::Ok((call.input("gamma", g)?, call.input("beta", b)?)))
+            .transpose()?;
+        let running_b = running
+            .as_ref()
+            .map(|r| {
+                Result::<_>::Ok((
+                    call.input("running_mean", &r.mean)?,
+                    call.input("running_var", &r.var)?,
+                    call.input("num_batches_tracked", &[r.num_batches_tracked])?,
+                ))
+            })
+            .transpose()?;
         let batch = self.config().uses_batch_stats(mode);
-        let saved_b = batch.then(|| (call.output("save_mean", c), call.output("save_invstd", c)));
+        let saved_b = batch
+            .then(|| {
+                Result::<_>::Ok((call.output("save_mean", c)?, call.output("save_invstd", c)?))
+            })
+            .transpose()?;
 
         let mut encoder = device.create_command_encoder(&Default::default());
         self.forward(
@@ -210,7 +225,11 @@ impl BatchNorm {
                 }),
             },
         )?;
-        let mut read = vec![&yb];
+        let empty = x.is_empty();
+        let mut read = Vec::new();
+        if !empty {
+            read.push(&yb);
+        }
         if let Some((m, s)) = &saved_b {
             read.extend([m, s]);
         }
@@ -219,7 +238,7 @@ impl BatchNorm {
         }
         let mut out = call.finish(queue, encoder, &read)?.into_iter();
         let mut next = || out.next().expect("one readback per buffer");
-        let y = to_f32(&next());
+        let y = if empty { Vec::new() } else { to_f32(&next()) };
         let saved = saved_b.map(|_| (to_f32(&next()), to_f32(&next())));
         if let Some(r) = running {
             r.mean = to_f32(&next());
@@ -260,20 +279,27 @@ impl BatchNorm {
         }
         let device = self.device();
         let call = HostCall::new(device);
-        let xb = call.input("x", x);
-        let dyb = call.input("dy", dy);
-        let dxb = call.output("dx", x.len());
-        let gamma_b = gamma.map(|g| call.input("gamma", g));
+        let xb = call.input("x", x)?;
+        let dyb = call.input("dy", dy)?;
+        let dxb = call.output("dx", x.len())?;
+        let gamma_b = gamma.map(|g| call.input("gamma", g)).transpose()?;
         let affine = self.config().affine;
-        let grads_b = affine.then(|| (call.output("dgamma", c), call.output("dbeta", c)));
-        let saved_b =
-            saved.map(|(m, s)| (call.input("save_mean", m), call.input("save_invstd", s)));
-        let running_b = running.map(|r| {
-            (
-                call.input("running_mean", &r.mean),
-                call.input("running_var", &r.var),
-            )
-        });
+        let grads_b = affine
+            .then(|| Result::<_>::Ok((call.output("dgamma", c)?, call.output("dbeta", c)?)))
+            .transpose()?;
+        let saved_b = saved
+            .map(|(m, s)| {
+                Result::<_>::Ok((call.input("save_mean", m)?, call.input("save_invstd", s)?))
+            })
+            .transpose()?;
+        let running_b = running
+            .map(|r| {
+                Result::<_>::Ok((
+                    call.input("running_mean", &r.mean)?,
+                    call.input("running_var", &r.var)?,
+                ))
+            })
+            .transpose()?;
 
         let mut encoder = device.create_command_encoder(&Default::default());
         self.backward(
@@ -300,13 +326,17 @@ impl BatchNorm {
                 }),
             },
         )?;
-        let mut read = vec![&dxb];
+        let empty = x.is_empty();
+        let mut read = Vec::new();
+        if !empty {
+            read.push(&dxb);
+        }
         if let Some((g, b)) = &grads_b {
             read.extend([g, b]);
         }
         let mut out = call.finish(queue, encoder, &read)?.into_iter();
         let mut next = || out.next().expect("one readback per buffer");
-        let dx = to_f32(&next());
+        let dx = if empty { Vec::new() } else { to_f32(&next()) };
         let dgamma_dbeta = grads_b.map(|_| (to_f32(&next()), to_f32(&next())));
         Ok(HostBackward { dx, dgamma_dbeta })
     }

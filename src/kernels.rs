@@ -25,14 +25,18 @@ pub(crate) struct Params {
     pub channels: u32,
     pub inner: u32,
     pub count: u32,
-    pub chunks: u32,
+    pub base: u32,
+    pub len: u32,
     pub chunk_len: u32,
-    pub total: u32,
+    pub chunks: u32,
+    pub slot_base: u32,
+    pub slots: u32,
     pub _pad0: u32,
+    pub _pad1: u32,
     pub eps: f32,
     pub momentum: f32,
     pub flags: u32,
-    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
@@ -222,7 +226,7 @@ mod tests {
 
     #[test]
     fn params_layout_matches_wgsl() {
-        // Three 16-byte rows, as `struct Params` in common.wgsl.
-        assert_eq!(std::mem::size_of::<Params>(), 48);
+        // Four 16-byte rows, as `struct Params` in common.wgsl.
+        assert_eq!(std::mem::size_of::<Params>(), 64);
     }
 }

@@ -26,8 +26,9 @@ impl Layout {
 /// grid-stride loop).
 pub const MAX_ELEMENTS: u64 = (1 << 31) - 1;
 
-/// A validated tensor shape: rank 2 to 5, every axis at least 1, at most
-/// [`MAX_ELEMENTS`] elements, dense (row-major in the order the dims are given).
+/// A validated tensor shape: rank 2 to 5, at least one channel, at most [`MAX_ELEMENTS`]
+/// elements, dense (row-major in the order the dims are given). The batch and spatial axes
+/// may be 0: an empty batch, which PyTorch accepts too.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TensorShape {
     dims: Vec<usize>,
@@ -47,9 +48,13 @@ impl TensorShape {
                 dims: dims.to_vec(),
             });
         }
-        if let Some(axis) = dims.iter().position(|&d| d == 0) {
+        let channel_axis = match layout {
+            Layout::ChannelsFirst => 1,
+            Layout::ChannelsLast => dims.len() - 1,
+        };
+        if dims[channel_axis] == 0 {
             return Err(BatchNormError::ZeroSizedAxis {
-                axis,
+                axis: channel_axis,
                 dims: dims.to_vec(),
             });
         }
@@ -116,10 +121,52 @@ impl TensorShape {
         }
     }
 
+    /// The smallest `k` whose element of channel `c` lies at flat index `e` or later. The
+    /// flat index grows with `k`, so channel `c`'s elements within flat indices `[a, b)` are
+    /// `k` in `[first_k_at(c, a), first_k_at(c, b))`. Twin: `first_k_at` in
+    /// `shaders/common.wgsl`.
+    pub fn first_k_at(&self, c: usize, e: usize) -> usize {
+        let (_, inner) = self.outer_inner();
+        let row = self.channels() * inner;
+        let (o, rem) = (e / row, e % row);
+        let cc = rem / inner;
+        match cc.cmp(&c) {
+            std::cmp::Ordering::Less => o * inner,
+            std::cmp::Ordering::Equal => o * inner + rem % inner,
+            std::cmp::Ordering::Greater => (o + 1) * inner,
+        }
+    }
+
     /// Flat index of element `k` (0 <= k < per_channel) of channel `c`.
     pub fn index(&self, c: usize, k: usize) -> usize {
         let (_, inner) = self.outer_inner();
         let o = k / inner;
         (o * self.channels() + c) * inner + k % inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `first_k_at` against a brute-force count, for every channel and cut point.
+    #[test]
+    fn first_k_at_matches_brute_force() {
+        for (dims, layout) in [
+            (&[3, 4, 5][..], Layout::ChannelsFirst),
+            (&[2, 3, 2, 3], Layout::ChannelsFirst),
+            (&[4, 3], Layout::ChannelsFirst),
+            (&[2, 5, 3], Layout::ChannelsLast),
+        ] {
+            let shape = TensorShape::new(dims, layout).unwrap();
+            for c in 0..shape.channels() {
+                for e in 0..=shape.numel() {
+                    let brute = (0..shape.per_channel())
+                        .find(|&k| shape.index(c, k) >= e)
+                        .unwrap_or(shape.per_channel());
+                    assert_eq!(shape.first_k_at(c, e), brute, "{dims:?} c {c} e {e}");
+                }
+            }
+        }
     }
 }
