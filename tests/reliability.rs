@@ -1,0 +1,340 @@
+//! Reliability: tensors larger than one binding, grids beyond the workgroup-count limit,
+//! empty batches, several threads, a lost device.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use rand::rngs::StdRng;
+use wgpu_batchnorm::{
+    BatchNorm, BatchNormConfig, BatchNormError, HeadlessGpu, HostRunningStats, Layout, Mode,
+    TensorShape, reference,
+};
+
+/// A device of the test adapter with adjusted limits.
+fn device_with(adjust: impl FnOnce(&mut wgpu::Limits)) -> (wgpu::Device, wgpu::Queue) {
+    let adapter = &gpu().adapter;
+    let mut limits = adapter.limits();
+    adjust(&mut limits);
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("reliability test"),
+        required_features: adapter.features() & wgpu_batchnorm::USEFUL_FEATURES,
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .expect("device with adjusted limits")
+}
+
+/// Forward and backward of one case on `queue`, compared with the reference.
+fn check_case(
+    bn: &BatchNorm,
+    queue: &wgpu::Queue,
+    mode: Mode,
+    shape: &TensorShape,
+    rng: &mut StdRng,
+) {
+    let config = *bn.config();
+    let c = shape.channels();
+    let case = format!(
+        "{:?} {:?} {mode:?} {config:?}",
+        shape.layout(),
+        shape.dims()
+    );
+    let x = normal(rng, shape.numel(), 2.0, 3.0);
+    let dy = normal(rng, shape.numel(), 0.3, 1.0);
+    let gamma = normal(rng, c, 1.0, 0.3);
+    let beta = normal(rng, c, 0.0, 0.3);
+    let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
+    let mut running = config.track_running_stats.then(|| HostRunningStats {
+        mean: normal(rng, c, 2.0, 0.3),
+        var: uniform(rng, c, 4.0, 16.0),
+        num_batches_tracked: 1,
+    });
+    let mut want_running = running.as_ref().map(|r| reference::RunningStats {
+        mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
+        var: r.var.iter().map(|&v| f64::from(v)).collect(),
+        num_batches_tracked: 1,
+    });
+    let before = want_running.clone();
+    let got = bn
+        .forward_host(queue, mode, shape, &x, affine, running.as_mut())
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    let want = reference::forward(&config, mode, shape, &x, affine, want_running.as_mut());
+    assert_close(&case, "y", &got.y, &want.y, TOL);
+    if let (Some((m, s)), Some((wm, ws))) = (&got.saved, &want.saved) {
+        assert_close(&case, "save_mean", m, wm, TOL);
+        assert_close(&case, "save_invstd", s, ws, TOL);
+    }
+    if let (Some(r), Some(w)) = (&running, &want_running) {
+        assert_close(&case, "running_mean", &r.mean, &w.mean, TOL);
+        assert_close(&case, "running_var", &r.var, &w.var, TOL);
+    }
+    let saved = got
+        .saved
+        .as_ref()
+        .map(|(m, s)| (m.as_slice(), s.as_slice()));
+    let eval_running = running.as_ref().filter(|_| saved.is_none());
+    let g = config.affine.then_some(gamma.as_slice());
+    let got = bn
+        .backward_host(queue, mode, shape, &x, &dy, g, saved, eval_running)
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    let want = reference::backward(&config, mode, shape, &x, &dy, g, saved, before.as_ref());
+    assert_close(&case, "dx", &got.dx, &want.dx, TOL);
+    if let (Some((g, b)), Some((wg, wb))) = (&got.dgamma_dbeta, &want.dgamma_dbeta) {
+        assert_close(&case, "dgamma", g, wg, TOL);
+        assert_close(&case, "dbeta", b, wb, TOL);
+    }
+}
+
+/// Shapes whose pieces (1024 values at most, offsets multiples of 64 values) start within
+/// rows, within channel planes, and span several rows.
+const PIECE_SHAPES: [(&[usize], Layout); 6] = [
+    (&[8, 3, 10, 10], Layout::ChannelsFirst),
+    (&[1, 2, 50, 50], Layout::ChannelsFirst),
+    (&[3, 5, 7, 11], Layout::ChannelsFirst),
+    (&[300, 5], Layout::ChannelsFirst),
+    (&[4, 9, 9, 7], Layout::ChannelsLast),
+    (&[2, 3, 7, 5, 11], Layout::ChannelsLast),
+];
+
+#[test]
+fn tensors_beyond_the_binding_limit_are_processed_in_pieces() {
+    // A 4 KiB binding limit and 256-byte offset alignment make small tensors need pieces.
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let mut rng = rng();
+    for (dims, layout) in PIECE_SHAPES {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        assert!(shape.numel() * 4 > 4096, "{dims:?} fits one binding");
+        for affine in [true, false] {
+            for track in [true, false] {
+                let config = BatchNormConfig::new(shape.channels())
+                    .affine(affine)
+                    .track_running_stats(track);
+                let bn = BatchNorm::new(&device, config).unwrap();
+                for mode in [Mode::Train, Mode::Eval] {
+                    check_case(&bn, &queue, mode, &shape, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pieces_with_shared_memory_reductions_and_data_far_from_zero() {
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[4, 3, 20, 20]).unwrap();
+    let config = BatchNormConfig::new(3);
+    let bn =
+        BatchNorm::with_reduction(&device, config, wgpu_batchnorm::Reduction::Workgroup).unwrap();
+    check_case(&bn, &queue, Mode::Train, &shape, &mut rng);
+    // Each piece has its own shift; merging them must keep far-from-zero data exact.
+    let x = normal(&mut rng, shape.numel(), 1e4, 1.0);
+    let mut running = HostRunningStats::new(3);
+    let got = bn
+        .forward_host(
+            &queue,
+            Mode::Train,
+            &shape,
+            &x,
+            Some((&[1.0; 3], &[0.0; 3])),
+            Some(&mut running),
+        )
+        .unwrap();
+    let want = reference::forward(
+        &config,
+        Mode::Train,
+        &shape,
+        &x,
+        Some((&[1.0; 3], &[0.0; 3])),
+        Some(&mut reference::RunningStats::new(3)),
+    );
+    assert_close("far from zero, pieces", "y", &got.y, &want.y, TOL_FAR_MEAN);
+}
+
+#[test]
+fn grids_beyond_the_workgroup_count_limit() {
+    // With at most 4 workgroups per dimension, the partial passes need 2D grids and the
+    // elementwise passes loop; results must not change.
+    let (device, queue) = device_with(|l| l.max_compute_workgroups_per_dimension = 4);
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 3] = [
+        (&[4, 7, 30, 30], Layout::ChannelsFirst),
+        (&[8, 2000], Layout::ChannelsFirst),
+        (&[4, 30, 30, 5], Layout::ChannelsLast),
+    ];
+    for (dims, layout) in shapes {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let bn = BatchNorm::new(&device, BatchNormConfig::new(shape.channels())).unwrap();
+        for mode in [Mode::Train, Mode::Eval] {
+            check_case(&bn, &queue, mode, &shape, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn empty_batch_behaves_like_pytorch() {
+    // PyTorch: an empty output, running mean and variance unchanged, num_batches_tracked
+    // incremented by the module, zero gradients for gamma and beta.
+    let gpu = gpu();
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 4] = [
+        (&[0, 3], Layout::ChannelsFirst),
+        (&[0, 3, 4, 4], Layout::ChannelsFirst),
+        (&[2, 3, 0], Layout::ChannelsFirst),
+        (&[0, 5, 5, 3], Layout::ChannelsLast),
+    ];
+    for (dims, layout) in shapes {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        for track in [true, false] {
+            let config = BatchNormConfig::new(3).track_running_stats(track);
+            let bn = BatchNorm::new(&gpu.device, config).unwrap();
+            let gamma = normal(&mut rng, 3, 1.0, 0.3);
+            let beta = normal(&mut rng, 3, 0.0, 0.3);
+            let start = HostRunningStats {
+                mean: normal(&mut rng, 3, 0.0, 1.0),
+                var: uniform(&mut rng, 3, 0.5, 2.0),
+                num_batches_tracked: 4,
+            };
+            for mode in [Mode::Train, Mode::Eval] {
+                let mut running = track.then(|| start.clone());
+                let out = bn
+                    .forward_host(
+                        &gpu.queue,
+                        mode,
+                        &shape,
+                        &[],
+                        Some((&gamma, &beta)),
+                        running.as_mut(),
+                    )
+                    .unwrap();
+                assert!(out.y.is_empty());
+                if let Some(r) = &running {
+                    assert_eq!(r.mean, start.mean);
+                    assert_eq!(r.var, start.var);
+                    let increments = u32::from(mode == Mode::Train);
+                    assert_eq!(
+                        r.num_batches_tracked,
+                        start.num_batches_tracked + increments
+                    );
+                }
+                let batch = config.uses_batch_stats(mode);
+                let stats = [1.0f32; 3];
+                let saved = batch.then_some((&stats[..], &stats[..]));
+                let eval_running = running.as_ref().filter(|_| !batch);
+                let back = bn
+                    .backward_host(
+                        &gpu.queue,
+                        mode,
+                        &shape,
+                        &[],
+                        &[],
+                        Some(&gamma),
+                        saved,
+                        eval_running,
+                    )
+                    .unwrap();
+                assert!(back.dx.is_empty());
+                assert_eq!(back.dgamma_dbeta, Some((vec![0.0; 3], vec![0.0; 3])));
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<BatchNorm>();
+    check::<HeadlessGpu>();
+}
+
+#[test]
+fn threads_recording_concurrently_get_correct_results() {
+    let gpu = gpu();
+    let shape = TensorShape::channels_first(&[4, 6, 13, 17]).unwrap();
+    let bn = Arc::new(BatchNorm::new(&gpu.device, BatchNormConfig::new(6)).unwrap());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let bn = bn.clone();
+            let shape = shape.clone();
+            scope.spawn(move || {
+                let mut rng = rng();
+                for _ in 0..5 {
+                    for mode in [Mode::Train, Mode::Eval] {
+                        check_case(&bn, &gpu.queue, mode, &shape, &mut rng);
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn lost_device_gives_errors_not_hangs() {
+    let (device, queue) = device_with(|_| {});
+    let bn = BatchNorm::new(&device, BatchNormConfig::new(3)).unwrap();
+    let shape = TensorShape::channels_first(&[4, 3, 5]).unwrap();
+    let buffer = |floats: usize| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 4 * floats as u64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (x, y, sm, si) = (buffer(60), buffer(60), buffer(3), buffer(3));
+    let (g, b) = (buffer(3), buffer(3));
+    let (rm, rv, t) = (buffer(3), buffer(3), buffer(1));
+    device.destroy();
+    // The recording API reports the lost device as an error (wgpu's default handler for
+    // uncaptured errors would panic).
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let e = bn
+        .forward(
+            &mut encoder,
+            Mode::Train,
+            &shape,
+            &wgpu_batchnorm::ForwardBuffers {
+                x: x.slice(..),
+                y: y.slice(..),
+                affine: Some(wgpu_batchnorm::AffineParams {
+                    gamma: g.slice(..),
+                    beta: b.slice(..),
+                }),
+                running: Some(wgpu_batchnorm::RunningStats {
+                    mean: rm.slice(..),
+                    var: rv.slice(..),
+                    num_batches_tracked: Some(t.slice(..)),
+                }),
+                saved: Some(wgpu_batchnorm::SavedStats {
+                    mean: sm.slice(..),
+                    invstd: si.slice(..),
+                }),
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, BatchNormError::Wgpu(_)), "{e}");
+    // So does the blocking layer.
+    let x = vec![1.0f32; shape.numel()];
+    let e = bn
+        .forward_host(
+            &queue,
+            Mode::Train,
+            &shape,
+            &x,
+            Some((&[1.0; 3], &[0.0; 3])),
+            Some(&mut HostRunningStats::new(3)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, BatchNormError::Wgpu(_) | BatchNormError::Readback(_)),
+        "{e}"
+    );
+}
