@@ -275,7 +275,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         let tracked = get(ti, 1)[0].to_bits();
         prop_assert_eq!(tracked, 7 + u32::from(case.mode == Mode::Train));
     }
-    let saved_host = batch.then(|| (got_saved.0.as_slice(), got_saved.1.as_slice()));
+    let saved_host = batch.then_some((got_saved.0.as_slice(), got_saved.1.as_slice()));
     let want = reference::backward(
         &config,
         case.mode,
