@@ -1,0 +1,243 @@
+//! Fuzz target for the validation layer: arbitrary configurations, shapes, modes, buffer
+//! slices (buffer, offset, size, usage) and optional buffers are handed to the recording
+//! API on a real (software) device. Properties:
+//! - it never panics;
+//! - a call it accepts records work that wgpu accepts too (`CommandEncoder::finish` under
+//!   an error scope reports nothing);
+//! - a call it rejects gets a typed error other than `Wgpu` (which would mean something
+//!   reached wgpu and was refused there).
+//!
+//! ```text
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run validation -s none -- -max_total_time=300
+//! ```
+
+#![no_main]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use wgpu_batchnorm::{
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError,
+    ForwardBuffers, HeadlessGpu, Layout, Mode, RunningStats, SavedStats, TensorShape,
+};
+
+#[derive(Arbitrary, Debug)]
+enum Slice {
+    /// The size the slice's role needs for the shape, in an aligned region of the pool:
+    /// region `region % 12` (its own role's region makes no overlap).
+    Exact { buffer: u8, region: u8 },
+    /// Any offset and size inside the buffer.
+    Any { buffer: u8, offset: u32, len: u32 },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    num_features: u8,
+    eps: f32,
+    momentum: Option<f32>,
+    affine: bool,
+    track: bool,
+    train: bool,
+    backward: bool,
+    channels_last: bool,
+    dims: Vec<u8>,
+    /// Whether each of the four pool buffers has STORAGE usage.
+    storage: [bool; 4],
+    /// x, y / dy, gamma, beta, running mean, running var, tracked, save mean, save invstd,
+    /// dx, dgamma, dbeta.
+    slices: [Option<Slice>; 12],
+}
+
+struct Gpu {
+    gpu: HeadlessGpu,
+    layers: Mutex<HashMap<[u32; 5], BatchNorm>>,
+}
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu {
+        gpu: HeadlessGpu::open().expect("a wgpu adapter"),
+        layers: Mutex::new(HashMap::new()),
+    })
+}
+
+fuzz_target!(|input: Input| {
+    let g = gpu();
+    let device = &g.gpu.device;
+    // Arbitrary options must be refused by validation alone (no device work) ...
+    let arbitrary = BatchNormConfig::new(usize::from(input.num_features))
+        .eps(input.eps)
+        .momentum(input.momentum);
+    if let Err(e) = arbitrary.validate() {
+        assert!(matches!(e, BatchNormError::InvalidConfig(_)), "{e}");
+        assert!(BatchNorm::new(device, arbitrary).is_err());
+    }
+    // ... while the layers that record come from a small set, so that pipelines are built
+    // once each (every build costs the software driver a shader compilation).
+    let config = BatchNormConfig::new(usize::from(input.num_features) % 4 + 1)
+        .eps(if input.eps.to_bits() % 2 == 0 {
+            1e-5
+        } else {
+            1e-3
+        })
+        .momentum(input.momentum.map(|_| 0.1))
+        .affine(input.affine)
+        .track_running_stats(input.track);
+    let key = [
+        config.num_features as u32,
+        config.eps.to_bits(),
+        config.momentum.map_or(u32::MAX, f32::to_bits),
+        u32::from(config.affine),
+        u32::from(config.track_running_stats),
+    ];
+    let mut layers = g.layers.lock().unwrap();
+    if !layers.contains_key(&key) {
+        match BatchNorm::new(device, config) {
+            Ok(bn) => {
+                layers.insert(key, bn);
+            }
+            Err(e) => panic!("unexpected error building {config:?}: {e}"),
+        }
+    }
+    let bn = &layers[&key];
+    let layout = if input.channels_last {
+        Layout::ChannelsLast
+    } else {
+        Layout::ChannelsFirst
+    };
+    let dims: Vec<usize> = input.dims.iter().map(|&d| usize::from(d % 9)).collect();
+    let shape = match TensorShape::new(&dims, layout) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(!matches!(e, BatchNormError::Wgpu(_)), "{e}");
+            return;
+        }
+    };
+    // Twelve aligned regions per buffer, each large enough for the tensor.
+    let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
+    let need = |role: usize| -> u64 {
+        match role {
+            0 | 1 | 9 => 4 * shape.numel() as u64,
+            6 => 4,
+            _ => 4 * shape.channels() as u64,
+        }
+    };
+    let region = (4 * shape.numel() as u64)
+        .max(4 * shape.channels() as u64)
+        .max(4);
+    let region = region.div_ceil(align) * align;
+    let buffers: Vec<wgpu::Buffer> = input
+        .storage
+        .iter()
+        .map(|&storage| {
+            let usage = if storage {
+                wgpu::BufferUsages::STORAGE
+            } else {
+                wgpu::BufferUsages::COPY_DST
+            };
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 12 * region,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
+        .collect();
+    // Slices a caller could make: wgpu itself panics on empty or out-of-range slices.
+    let slices: Vec<Option<wgpu::BufferSlice<'_>>> = input
+        .slices
+        .iter()
+        .enumerate()
+        .map(|(role, s)| {
+            s.as_ref().map(|s| match *s {
+                Slice::Exact { buffer, region: r } => {
+                    let b = &buffers[usize::from(buffer) % buffers.len()];
+                    let offset = u64::from(r % 12) * region;
+                    b.slice(offset..offset + need(role).max(4))
+                }
+                Slice::Any {
+                    buffer,
+                    offset,
+                    len,
+                } => {
+                    let b = &buffers[usize::from(buffer) % buffers.len()];
+                    let offset = u64::from(offset) % b.size();
+                    let len = 1 + u64::from(len) % (b.size() - offset);
+                    b.slice(offset..offset + len)
+                }
+            })
+        })
+        .collect();
+    let pair = |a: usize, b: usize| slices[a].zip(slices[b]);
+    let mode = if input.train { Mode::Train } else { Mode::Eval };
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let result = match (input.backward, slices[0], slices[1], slices[9]) {
+        (false, Some(x), Some(y), _) => bn.forward(
+            &mut encoder,
+            mode,
+            &shape,
+            &ForwardBuffers {
+                x,
+                y,
+                affine: pair(2, 3).map(|(gamma, beta)| AffineParams { gamma, beta }),
+                running: pair(4, 5).map(|(mean, var)| RunningStats {
+                    mean,
+                    var,
+                    num_batches_tracked: slices[6],
+                }),
+                saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
+            },
+        ),
+        (true, Some(x), Some(dy), Some(dx)) => bn.backward(
+            &mut encoder,
+            mode,
+            &shape,
+            &BackwardBuffers {
+                x,
+                dy,
+                dx,
+                gamma: slices[2],
+                grads: pair(10, 11).map(|(dgamma, dbeta)| AffineGrads { dgamma, dbeta }),
+                saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
+                running: pair(4, 5).map(|(mean, var)| RunningStats {
+                    mean,
+                    var,
+                    num_batches_tracked: None,
+                }),
+            },
+        ),
+        _ => return,
+    };
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let commands = encoder.finish();
+    let error = pollster::block_on(scope.pop());
+    drop(commands);
+    drop(buffers);
+    // Let wgpu free what this run dropped.
+    let _ = device.poll(wgpu::PollType::Poll);
+    match &result {
+        Ok(()) => assert!(
+            error.is_none(),
+            "accepted {input:?}, wgpu refused: {error:?}"
+        ),
+        Err(e) => assert!(!matches!(e, BatchNormError::Wgpu(_)), "{input:?}: {e}"),
+    }
+    count(result.is_ok());
+});
+
+/// Counts recorded calls, accepted and rejected, and prints the totals now and then.
+fn count(accepted: bool) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+    static REJECTED: AtomicU64 = AtomicU64::new(0);
+    let (a, r) = if accepted {
+        (ACCEPTED.fetch_add(1, Relaxed) + 1, REJECTED.load(Relaxed))
+    } else {
+        (ACCEPTED.load(Relaxed), REJECTED.fetch_add(1, Relaxed) + 1)
+    };
+    if (a + r).is_power_of_two() {
+        eprintln!("calls recorded: {a} accepted, {r} rejected with a typed error");
+    }
+}
