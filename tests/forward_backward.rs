@@ -5,137 +5,9 @@
 mod common;
 
 use common::*;
-use rand::rngs::StdRng;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, HostRunningStats, Layout, Mode, Reduction, TensorShape, reference,
 };
-
-/// Input distribution of a case.
-#[derive(Clone, Copy)]
-struct Data {
-    mean: f64,
-    std: f64,
-}
-
-const ORDINARY: Data = Data {
-    mean: 0.5,
-    std: 2.0,
-};
-
-/// Random running statistics near the data's, as after some training.
-fn random_running(rng: &mut StdRng, c: usize, data: Data) -> HostRunningStats {
-    HostRunningStats {
-        mean: normal(rng, c, data.mean, data.std * 0.1),
-        var: uniform(rng, c, 0.5 * data.std * data.std, 2.0 * data.std * data.std),
-        num_batches_tracked: 3,
-    }
-}
-
-fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
-    reference::RunningStats {
-        mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
-        var: r.var.iter().map(|&v| f64::from(v)).collect(),
-        num_batches_tracked: u64::from(r.num_batches_tracked),
-    }
-}
-
-/// One forward and its backward on fresh data, every output compared with the reference.
-fn check(bn: &BatchNorm, mode: Mode, shape: &TensorShape, data: Data, tol: f64, rng: &mut StdRng) {
-    let gpu = gpu();
-    let config = *bn.config();
-    let c = shape.channels();
-    let case = format!(
-        "{:?} {:?} {:?} {config:?} subgroups={}",
-        shape.layout(),
-        shape.dims(),
-        mode,
-        bn.uses_subgroups()
-    );
-    let x = normal(rng, shape.numel(), data.mean, data.std);
-    let dy = normal(rng, shape.numel(), 0.3, 1.0);
-    let gamma = normal(rng, c, 1.0, 0.3);
-    let beta = normal(rng, c, 0.0, 0.5);
-    let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
-    let mut running = config
-        .track_running_stats
-        .then(|| random_running(rng, c, data));
-    let mut ref_running = running.as_ref().map(to_ref);
-    let before = running.clone();
-
-    let got = bn
-        .forward_host(&gpu.queue, mode, shape, &x, affine, running.as_mut())
-        .unwrap_or_else(|e| panic!("{case}: forward: {e}"));
-    let want = reference::forward(&config, mode, shape, &x, affine, ref_running.as_mut());
-    assert_close(&case, "y", &got.y, &want.y, tol);
-    assert_eq!(got.saved.is_some(), want.saved.is_some(), "{case}: saved");
-    if let (Some((m, s)), Some((wm, ws))) = (&got.saved, &want.saved) {
-        assert_close(&case, "save_mean", m, wm, tol);
-        assert_close(&case, "save_invstd", s, ws, tol);
-        assert!(
-            s.iter().all(|v| v.is_finite() && *v > 0.0),
-            "{case}: invstd {s:?}"
-        );
-    }
-    if let (Some(r), Some(wr)) = (&running, &ref_running) {
-        assert_close(&case, "running_mean", &r.mean, &wr.mean, tol);
-        assert_close(&case, "running_var", &r.var, &wr.var, tol);
-        assert!(
-            r.var.iter().all(|v| *v >= 0.0),
-            "{case}: negative running var"
-        );
-        assert_eq!(
-            u64::from(r.num_batches_tracked),
-            wr.num_batches_tracked,
-            "{case}"
-        );
-        if mode == Mode::Eval {
-            assert_eq!(
-                Some(r),
-                before.as_ref(),
-                "{case}: eval changed running stats"
-            );
-        }
-    }
-
-    let saved = got
-        .saved
-        .as_ref()
-        .map(|(m, s)| (m.as_slice(), s.as_slice()));
-    let eval_running = running.as_ref().filter(|_| saved.is_none());
-    let got = bn
-        .backward_host(
-            &gpu.queue,
-            mode,
-            shape,
-            &x,
-            &dy,
-            config.affine.then_some(gamma.as_slice()),
-            saved,
-            eval_running,
-        )
-        .unwrap_or_else(|e| panic!("{case}: backward: {e}"));
-    // The reference backward takes what the GPU backward takes: the saved statistics (checked
-    // against the exact f64 ones above), or the running statistics the forward read. With
-    // exact statistics instead, dgamma would also carry the f32 rounding of the saved mean
-    // times sum(dy), an error of the saved mean's precision rather than of the backward.
-    let ref_before = before.as_ref().map(to_ref);
-    let want = reference::backward(
-        &config,
-        mode,
-        shape,
-        &x,
-        &dy,
-        config.affine.then_some(gamma.as_slice()),
-        saved,
-        ref_before.as_ref(),
-    );
-    assert_close(&case, "dx", &got.dx, &want.dx, tol);
-    assert_eq!(got.dgamma_dbeta.is_some(), config.affine, "{case}: grads");
-    if let (Some((g, b)), Some((wg, wb))) = (&got.dgamma_dbeta, &want.dgamma_dbeta) {
-        assert_close(&case, "dgamma", g, wg, tol);
-        assert_close(&case, "dbeta", b, wb, tol);
-    }
-}
 
 /// Every option combination, both modes, every reduction path, on each shape.
 fn every_option(shapes: &[&[usize]], layout: Layout) {
@@ -203,7 +75,7 @@ fn sizes_that_are_not_multiples_of_the_workgroup() {
         (&[1, 3, 17, 31], Layout::ChannelsFirst),
         (&[513, 3], Layout::ChannelsLast),
         (&[2, 13, 19, 7], Layout::ChannelsLast),
-        (&[3, 1, 1], Layout::ChannelsFirst),
+        (&[5, 1, 1], Layout::ChannelsFirst),
     ];
     for (dims, layout) in shapes {
         let shape = TensorShape::new(dims, layout).unwrap();

@@ -34,57 +34,7 @@ fn check_case(
     shape: &TensorShape,
     rng: &mut StdRng,
 ) {
-    let config = *bn.config();
-    let c = shape.channels();
-    let case = format!(
-        "{:?} {:?} {mode:?} {config:?}",
-        shape.layout(),
-        shape.dims()
-    );
-    let x = normal(rng, shape.numel(), 2.0, 3.0);
-    let dy = normal(rng, shape.numel(), 0.3, 1.0);
-    let gamma = normal(rng, c, 1.0, 0.3);
-    let beta = normal(rng, c, 0.0, 0.3);
-    let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
-    let mut running = config.track_running_stats.then(|| HostRunningStats {
-        mean: normal(rng, c, 2.0, 0.3),
-        var: uniform(rng, c, 4.0, 16.0),
-        num_batches_tracked: 1,
-    });
-    let mut want_running = running.as_ref().map(|r| reference::RunningStats {
-        mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
-        var: r.var.iter().map(|&v| f64::from(v)).collect(),
-        num_batches_tracked: 1,
-    });
-    let before = want_running.clone();
-    let got = bn
-        .forward_host(queue, mode, shape, &x, affine, running.as_mut())
-        .unwrap_or_else(|e| panic!("{case}: {e}"));
-    let want = reference::forward(&config, mode, shape, &x, affine, want_running.as_mut());
-    assert_close(&case, "y", &got.y, &want.y, TOL);
-    if let (Some((m, s)), Some((wm, ws))) = (&got.saved, &want.saved) {
-        assert_close(&case, "save_mean", m, wm, TOL);
-        assert_close(&case, "save_invstd", s, ws, TOL);
-    }
-    if let (Some(r), Some(w)) = (&running, &want_running) {
-        assert_close(&case, "running_mean", &r.mean, &w.mean, TOL);
-        assert_close(&case, "running_var", &r.var, &w.var, TOL);
-    }
-    let saved = got
-        .saved
-        .as_ref()
-        .map(|(m, s)| (m.as_slice(), s.as_slice()));
-    let eval_running = running.as_ref().filter(|_| saved.is_none());
-    let g = config.affine.then_some(gamma.as_slice());
-    let got = bn
-        .backward_host(queue, mode, shape, &x, &dy, g, saved, eval_running)
-        .unwrap_or_else(|e| panic!("{case}: {e}"));
-    let want = reference::backward(&config, mode, shape, &x, &dy, g, saved, before.as_ref());
-    assert_close(&case, "dx", &got.dx, &want.dx, TOL);
-    if let (Some((g, b)), Some((wg, wb))) = (&got.dgamma_dbeta, &want.dgamma_dbeta) {
-        assert_close(&case, "dgamma", g, wg, TOL);
-        assert_close(&case, "dbeta", b, wb, TOL);
-    }
+    check_on(queue, bn, mode, shape, ORDINARY, TOL, rng);
 }
 
 /// Shapes whose pieces (1024 values at most, offsets multiples of 64 values) start within

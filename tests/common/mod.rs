@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use wgpu_batchnorm::{HeadlessGpu, Reduction, reference};
+use wgpu_batchnorm::{
+    BatchNorm, HeadlessGpu, HostRunningStats, Mode, Reduction, TensorShape, reference,
+};
 
 /// Relative L2 bound on ordinary data.
 pub const TOL: f64 = 1e-5;
@@ -91,4 +93,151 @@ pub fn assert_close(case: &str, name: &str, got: &[f32], want: &[f64], tol: f64)
         got[at],
         want[at]
     );
+}
+
+/// Input distribution of a case.
+#[derive(Clone, Copy)]
+pub struct Data {
+    pub mean: f64,
+    pub std: f64,
+}
+
+pub const ORDINARY: Data = Data {
+    mean: 0.5,
+    std: 2.0,
+};
+
+/// Random running statistics near the data's, as after some training.
+pub fn random_running(rng: &mut StdRng, c: usize, data: Data) -> HostRunningStats {
+    HostRunningStats {
+        mean: normal(rng, c, data.mean, data.std * 0.1),
+        var: uniform(rng, c, 0.5 * data.std * data.std, 2.0 * data.std * data.std),
+        num_batches_tracked: 3,
+    }
+}
+
+pub fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
+    reference::RunningStats {
+        mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
+        var: r.var.iter().map(|&v| f64::from(v)).collect(),
+        num_batches_tracked: u64::from(r.num_batches_tracked),
+    }
+}
+
+/// One forward and its backward on fresh data on `queue` (of `bn`'s device), every output
+/// compared with the reference.
+pub fn check_on(
+    queue: &wgpu::Queue,
+    bn: &BatchNorm,
+    mode: Mode,
+    shape: &TensorShape,
+    data: Data,
+    tol: f64,
+    rng: &mut StdRng,
+) {
+    let config = *bn.config();
+    let c = shape.channels();
+    let case = format!(
+        "{:?} {:?} {:?} {config:?} subgroups={}",
+        shape.layout(),
+        shape.dims(),
+        mode,
+        bn.uses_subgroups()
+    );
+    let x = normal(rng, shape.numel(), data.mean, data.std);
+    let dy = normal(rng, shape.numel(), 0.3, 1.0);
+    let gamma = normal(rng, c, 1.0, 0.3);
+    let beta = normal(rng, c, 0.0, 0.5);
+    let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
+    let mut running = config
+        .track_running_stats
+        .then(|| random_running(rng, c, data));
+    let mut ref_running = running.as_ref().map(to_ref);
+    let before = running.clone();
+
+    let got = bn
+        .forward_host(queue, mode, shape, &x, affine, running.as_mut())
+        .unwrap_or_else(|e| panic!("{case}: forward: {e}"));
+    let want = reference::forward(&config, mode, shape, &x, affine, ref_running.as_mut());
+    assert_close(&case, "y", &got.y, &want.y, tol);
+    assert_eq!(got.saved.is_some(), want.saved.is_some(), "{case}: saved");
+    if let (Some((m, s)), Some((wm, ws))) = (&got.saved, &want.saved) {
+        assert_close(&case, "save_mean", m, wm, tol);
+        assert_close(&case, "save_invstd", s, ws, tol);
+        assert!(
+            s.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{case}: invstd {s:?}"
+        );
+    }
+    if let (Some(r), Some(wr)) = (&running, &ref_running) {
+        assert_close(&case, "running_mean", &r.mean, &wr.mean, tol);
+        assert_close(&case, "running_var", &r.var, &wr.var, tol);
+        assert!(
+            r.var.iter().all(|v| *v >= 0.0),
+            "{case}: negative running var"
+        );
+        assert_eq!(
+            u64::from(r.num_batches_tracked),
+            wr.num_batches_tracked,
+            "{case}"
+        );
+        if mode == Mode::Eval {
+            assert_eq!(
+                Some(r),
+                before.as_ref(),
+                "{case}: eval changed running stats"
+            );
+        }
+    }
+
+    let saved = got
+        .saved
+        .as_ref()
+        .map(|(m, s)| (m.as_slice(), s.as_slice()));
+    let eval_running = running.as_ref().filter(|_| saved.is_none());
+    let got = bn
+        .backward_host(
+            queue,
+            mode,
+            shape,
+            &x,
+            &dy,
+            config.affine.then_some(gamma.as_slice()),
+            saved,
+            eval_running,
+        )
+        .unwrap_or_else(|e| panic!("{case}: backward: {e}"));
+    // The reference backward takes what the GPU backward takes: the saved statistics (checked
+    // against the exact f64 ones above), or the running statistics the forward read. With
+    // exact statistics instead, dgamma would also carry the f32 rounding of the saved mean
+    // times sum(dy), an error of the saved mean's precision rather than of the backward.
+    let ref_before = before.as_ref().map(to_ref);
+    let want = reference::backward(
+        &config,
+        mode,
+        shape,
+        &x,
+        &dy,
+        config.affine.then_some(gamma.as_slice()),
+        saved,
+        ref_before.as_ref(),
+    );
+    assert_close(&case, "dx", &got.dx, &want.dx, tol);
+    assert_eq!(got.dgamma_dbeta.is_some(), config.affine, "{case}: grads");
+    if let (Some((g, b)), Some((wg, wb))) = (&got.dgamma_dbeta, &want.dgamma_dbeta) {
+        assert_close(&case, "dgamma", g, wg, tol);
+        assert_close(&case, "dbeta", b, wb, tol);
+    }
+}
+
+/// [`check_on`] on the shared device of this test binary.
+pub fn check(
+    bn: &BatchNorm,
+    mode: Mode,
+    shape: &TensorShape,
+    data: Data,
+    tol: f64,
+    rng: &mut StdRng,
+) {
+    check_on(&gpu().queue, bn, mode, shape, data, tol, rng);
 }
