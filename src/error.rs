@@ -131,6 +131,14 @@ pub enum BatchNormError {
         /// Values given.
         got: usize,
     },
+    /// A weight to fold does not hold a whole number of values per output channel.
+    #[error("weight holds {len} values, not a positive multiple of the {channels} output channels")]
+    WeightShape {
+        /// Values in the weight.
+        len: usize,
+        /// Output channels (the batch norm's channel count).
+        channels: usize,
+    },
     /// An invalid option in [`crate::BatchNormConfig`].
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

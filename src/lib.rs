@@ -9,7 +9,8 @@
 //! caller's [`wgpu::CommandEncoder`] on the caller's buffer slices and never submit, poll or
 //! read back. [`BatchNorm::forward_host`] and [`BatchNorm::backward_host`] are a small
 //! blocking layer over host slices, and [`HeadlessGpu`] opens a device without a window.
-//! [`reference`] is the f64 CPU reference the tests check every GPU result against.
+//! [`reference`] is the f64 CPU reference the tests check every GPU result against, and
+//! [`fold`] folds an eval-mode layer into the linear or convolution layer before it.
 //!
 //! ```no_run
 //! use wgpu_batchnorm::{BatchNorm, BatchNormConfig, HeadlessGpu, HostRunningStats, Mode, TensorShape};
@@ -32,6 +33,7 @@ mod blocking;
 mod config;
 mod device;
 mod error;
+pub mod fold;
 mod kernels;
 pub mod reference;
 mod shape;
@@ -43,6 +45,7 @@ pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use config::{BatchNormConfig, Mode, Reduction};
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
+pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
 
 /// The README's Rust snippets, compiled as doctests so they stay true.
