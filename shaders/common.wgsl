@@ -8,6 +8,7 @@ const WG: u32 = 256u;
 const FLAG_AFFINE: u32 = 1u;
 const FLAG_CUMULATIVE: u32 = 2u;
 const FLAG_BATCH_STATS: u32 = 4u;
+const FLAG_BIASED_VAR: u32 = 8u;
 
 // Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
 struct Params {
@@ -33,6 +34,7 @@ struct Params {
     _pad0: u32,
     _pad1: u32,
     eps: f32,
+    // Weight of the new batch in the running statistics (both momentum conventions).
     momentum: f32,
     flags: u32,
     _pad2: u32,

@@ -2,7 +2,8 @@
 // running_var in place from the batch statistics in chan[C + c], then increments
 // num_batches_tracked. An empty batch (count 0) only increments num_batches_tracked, as
 // PyTorch's module does. PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased
-// batch variance n / (n - 1) * var, and m = 1 / num_batches_tracked (after the increment)
+// batch variance n / (n - 1) * var (or the biased one, FLAG_BIASED_VAR), m the new batch's
+// weight (the host converts Keras-style momentum), and m = 1 / num_batches_tracked (after the increment)
 // when momentum is None (cumulative average).
 // CPU twin: `reference::update_running`.
 
@@ -24,9 +25,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     for (var c = lid; c < n; c = c + WG) {
         let s = chan[p.channels + c];
-        let unbiased = s.w / (s.z - 1.0);
+        var batch_var = s.w / (s.z - 1.0);
+        if ((p.flags & FLAG_BIASED_VAR) != 0u) {
+            batch_var = s.y;
+        }
         running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
-        running_var[c] = (1.0 - m) * running_var[c] + m * unbiased;
+        running_var[c] = (1.0 - m) * running_var[c] + m * batch_var;
     }
     // Every invocation has read the old count before invocation 0 writes the new one.
     storageBarrier();

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Mutex;
 
-use crate::config::{BatchNormConfig, Mode, Reduction};
+use crate::config::{BatchNormConfig, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
-    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_CUMULATIVE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
+    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, Kernel, Params, Pipelines,
+    WORKGROUP_SIZE,
 };
 use crate::shape::TensorShape;
 
@@ -382,6 +383,9 @@ impl BatchNorm {
         if cfg.momentum.is_none() {
             flags |= FLAG_CUMULATIVE;
         }
+        if cfg.running_var_convention == VarianceConvention::Biased {
+            flags |= FLAG_BIASED_VAR;
+        }
         let plan = self.plan(shape, batch)?;
         let global = self.params_buffer(shape, &plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
@@ -710,7 +714,7 @@ impl BatchNorm {
             slot_base: piece.slot_base,
             slots: plan.slots,
             eps: self.config.eps,
-            momentum: self.config.momentum.unwrap_or(0.0),
+            momentum: self.config.new_batch_weight().unwrap_or(0.0),
             flags,
             ..Params::default()
         };

@@ -17,6 +17,61 @@ pub struct BatchNormConfig {
     /// Keep running mean and variance, updated in training and used in eval. Default `true`.
     /// When `false`, eval mode normalizes with batch statistics, as PyTorch does.
     pub track_running_stats: bool,
+    /// Which value `momentum` weights. Default [`MomentumConvention::NewBatch`] (PyTorch).
+    pub momentum_convention: MomentumConvention,
+    /// Which batch variance the running variance averages. Default
+    /// [`VarianceConvention::Unbiased`] (PyTorch, cuDNN, candle).
+    pub running_var_convention: VarianceConvention,
+}
+
+/// Which value the momentum of the running statistics weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MomentumConvention {
+    /// `running = (1 - m) * running + m * batch` (PyTorch, cuDNN's `exponentialAverageFactor`,
+    /// candle): typical m = 0.1.
+    #[default]
+    NewBatch,
+    /// `running = m * running + (1 - m) * batch` (Keras, TensorFlow, ONNX): typical m = 0.99
+    /// or 0.9.
+    OldValue,
+}
+
+impl MomentumConvention {
+    /// The same momentum written in the `to` convention: `m` itself, or `1 - m`.
+    pub fn convert(self, momentum: f32, to: MomentumConvention) -> f32 {
+        if self == to { momentum } else { 1.0 - momentum }
+    }
+}
+
+/// Which batch variance the running variance averages (eval mode normalizes with the
+/// running variance as it is stored).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VarianceConvention {
+    /// `M / (M - 1) * var` (PyTorch, cuDNN, candle).
+    #[default]
+    Unbiased,
+    /// `var`, as normalization uses (ONNX, burn).
+    Biased,
+}
+
+impl VarianceConvention {
+    /// Converts a running variance kept in convention `self` to convention `to`, for
+    /// batches of `count` values per channel (N times the spatial size): multiplies by
+    /// `count / (count - 1)` or its inverse. Exact when every batch averaged had `count`
+    /// values per channel, as in training with a fixed batch size; the variance's initial
+    /// value (1) is scaled too, which is what the other convention would hold only if it
+    /// had started from the scaled value. `count` must be at least 2.
+    pub fn convert(self, running_var: &mut [f32], count: usize, to: VarianceConvention) {
+        let ratio = count as f64 / (count as f64 - 1.0);
+        let factor = match (self, to) {
+            (VarianceConvention::Biased, VarianceConvention::Unbiased) => ratio,
+            (VarianceConvention::Unbiased, VarianceConvention::Biased) => 1.0 / ratio,
+            _ => return,
+        };
+        for v in running_var {
+            *v = (f64::from(*v) * factor) as f32;
+        }
+    }
 }
 
 impl BatchNormConfig {
@@ -29,7 +84,30 @@ impl BatchNormConfig {
             momentum: Some(0.1),
             affine: true,
             track_running_stats: true,
+            momentum_convention: MomentumConvention::NewBatch,
+            running_var_convention: VarianceConvention::Unbiased,
         }
+    }
+
+    /// Sets which value `momentum` weights.
+    pub fn momentum_convention(mut self, convention: MomentumConvention) -> Self {
+        self.momentum_convention = convention;
+        self
+    }
+
+    /// Sets which batch variance the running variance averages.
+    pub fn running_var_convention(mut self, convention: VarianceConvention) -> Self {
+        self.running_var_convention = convention;
+        self
+    }
+
+    /// The weight of the new batch in the running-statistics update, whatever the
+    /// convention (`None`: cumulative average).
+    pub fn new_batch_weight(&self) -> Option<f32> {
+        self.momentum.map(|m| {
+            self.momentum_convention
+                .convert(m, MomentumConvention::NewBatch)
+        })
     }
 
     /// Sets `eps`.

@@ -16,6 +16,9 @@ pub(crate) const FLAG_CUMULATIVE: u32 = 2;
 /// `Params::flags` bit: backward uses batch statistics (saved mean and invstd).
 /// Twin: `FLAG_BATCH_STATS`.
 pub(crate) const FLAG_BATCH_STATS: u32 = 4;
+/// `Params::flags` bit: the running variance averages the biased batch variance.
+/// Twin: `FLAG_BIASED_VAR`.
+pub(crate) const FLAG_BIASED_VAR: u32 = 8;
 
 /// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
 #[repr(C)]

@@ -42,7 +42,7 @@ pub use batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
-pub use config::{BatchNormConfig, Mode, Reduction};
+pub use config::{BatchNormConfig, Mode, MomentumConvention, Reduction, VarianceConvention};
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};

@@ -1,7 +1,7 @@
 //! CPU reference of every mode, in f64, written to be obviously right rather than fast.
 //! The tests compare every GPU result with it.
 
-use crate::config::{BatchNormConfig, Mode};
+use crate::config::{BatchNormConfig, Mode, MomentumConvention, VarianceConvention};
 use crate::shape::TensorShape;
 
 /// Per-channel batch statistics.
@@ -77,18 +77,27 @@ pub fn batch_stats(shape: &TensorShape, x: &[f32]) -> Stats {
     }
 }
 
-/// PyTorch's running-statistics update: `new = (1 - m) * old + m * batch` with the unbiased
-/// batch variance, `m = momentum`, or `1 / num_batches_tracked` when momentum is `None`.
+/// The running-statistics update: `new = (1 - m) * old + m * batch` with `m` the new
+/// batch's weight (`momentum`, or `1 - momentum` in the old-value convention), or
+/// `1 / num_batches_tracked` when momentum is `None`; the batch variance unbiased or
+/// biased as configured.
 pub fn update_running(config: &BatchNormConfig, running: &mut RunningStats, stats: &Stats) {
     running.num_batches_tracked += 1;
     let m = match config.momentum {
-        Some(m) => f64::from(m),
+        Some(m) => match config.momentum_convention {
+            MomentumConvention::NewBatch => f64::from(m),
+            MomentumConvention::OldValue => 1.0 - f64::from(m),
+        },
         None => 1.0 / running.num_batches_tracked as f64,
     };
     let n = stats.count as f64;
+    let correction = match config.running_var_convention {
+        VarianceConvention::Unbiased => n / (n - 1.0),
+        VarianceConvention::Biased => 1.0,
+    };
     for c in 0..stats.mean.len() {
         running.mean[c] = (1.0 - m) * running.mean[c] + m * stats.mean[c];
-        running.var[c] = (1.0 - m) * running.var[c] + m * stats.var[c] * n / (n - 1.0);
+        running.var[c] = (1.0 - m) * running.var[c] + m * stats.var[c] * correction;
     }
 }
 
