@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
             mean: rm.slice(..),
             var: rv.slice(..),
             num_batches_tracked: Some(nbt.slice(..)),
+            skipped_batches: None,
         }),
         saved: Some(saved),
     };

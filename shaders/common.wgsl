@@ -9,6 +9,7 @@ const FLAG_AFFINE: u32 = 1u;
 const FLAG_CUMULATIVE: u32 = 2u;
 const FLAG_BATCH_STATS: u32 = 4u;
 const FLAG_BIASED_VAR: u32 = 8u;
+const FLAG_SKIP_NON_FINITE: u32 = 16u;
 
 // Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
 struct Params {
@@ -74,6 +75,11 @@ fn channel_of(i: u32) -> u32 {
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.
 fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
+}
+
+// Neither infinite nor NaN, by the exponent bits (compilers may fold `x != x` away).
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
 // Running (count, mean, M2) of Welford's algorithm.

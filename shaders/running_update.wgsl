@@ -4,13 +4,25 @@
 // PyTorch's module does. PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased
 // batch variance n / (n - 1) * var (or the biased one, FLAG_BIASED_VAR), m the new batch's
 // weight (the host converts Keras-style momentum), and m = 1 / num_batches_tracked (after the increment)
-// when momentum is None (cumulative average).
+// when momentum is None (cumulative average). With FLAG_SKIP_NON_FINITE, a batch whose mean
+// or variance is not finite in any channel leaves every running statistic and
+// num_batches_tracked as they were and increments skipped_batches instead.
 // CPU twin: `reference::update_running`.
 
 @group(0) @binding(1) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(4) var<storage, read_write> num_batches_tracked: array<u32>;
+@group(0) @binding(5) var<storage, read_write> skipped_batches: array<u32>;
+
+var<workgroup> non_finite: atomic<u32>;
+
+fn batch_var(s: vec4<f32>) -> f32 {
+    if ((p.flags & FLAG_BIASED_VAR) != 0u) {
+        return s.y;
+    }
+    return s.w / (s.z - 1.0);
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -23,18 +35,30 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (p.count == 0u) {
         n = 0u;
     }
-    for (var c = lid; c < n; c = c + WG) {
-        let s = chan[p.channels + c];
-        var batch_var = s.w / (s.z - 1.0);
-        if ((p.flags & FLAG_BIASED_VAR) != 0u) {
-            batch_var = s.y;
+    if ((p.flags & FLAG_SKIP_NON_FINITE) != 0u) {
+        for (var c = lid; c < n; c = c + WG) {
+            let s = chan[p.channels + c];
+            if (!is_finite(s.x) || !is_finite(batch_var(s))) {
+                atomicOr(&non_finite, 1u);
+            }
         }
-        running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
-        running_var[c] = (1.0 - m) * running_var[c] + m * batch_var;
+    }
+    workgroupBarrier();
+    let skip = atomicLoad(&non_finite) != 0u;
+    if (!skip) {
+        for (var c = lid; c < n; c = c + WG) {
+            let s = chan[p.channels + c];
+            running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
+            running_var[c] = (1.0 - m) * running_var[c] + m * batch_var(s);
+        }
     }
     // Every invocation has read the old count before invocation 0 writes the new one.
     storageBarrier();
     if (lid == 0u) {
-        num_batches_tracked[0] = tracked;
+        if (skip) {
+            skipped_batches[0] = skipped_batches[0] + 1u;
+        } else {
+            num_batches_tracked[0] = tracked;
+        }
     }
 }

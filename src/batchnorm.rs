@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use crate::config::{BatchNormConfig, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
-    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, Kernel, Params, Pipelines,
-    WORKGROUP_SIZE,
+    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_SKIP_NON_FINITE, Kernel,
+    Params, Pipelines, WORKGROUP_SIZE,
 };
 use crate::shape::TensorShape;
 
@@ -32,6 +32,10 @@ pub struct RunningStats<'a> {
     /// One `u32`, incremented by every training forward (PyTorch keeps an int64). Required by
     /// forwards that update the running statistics; not read otherwise.
     pub num_batches_tracked: Option<wgpu::BufferSlice<'a>>,
+    /// One `u32`, incremented by every training forward that skipped the update because the
+    /// batch statistics were not finite. Required exactly by forwards that update the
+    /// running statistics with `config.skip_non_finite_update`.
+    pub skipped_batches: Option<wgpu::BufferSlice<'a>>,
 }
 
 /// Batch statistics saved by a training forward for the backward pass, `C` f32 values each.
@@ -354,6 +358,12 @@ impl BatchNorm {
             })?),
             _ => None,
         };
+        let skipped = presence(
+            "skipped_batches",
+            running.and_then(|r| r.skipped_batches),
+            update && cfg.skip_non_finite_update,
+            "a training forward with track_running_stats and skip_non_finite_update counts skipped batches in it",
+        )?;
 
         let mut bound = vec![
             Bound::tensor("x", bufs.x, false),
@@ -370,6 +380,9 @@ impl BatchNorm {
         if let Some(t) = tracked {
             bound.push(Bound::counter("num_batches_tracked", t));
         }
+        if let Some(k) = skipped {
+            bound.push(Bound::counter("skipped_batches", k));
+        }
         if let Some(s) = saved {
             bound.push(Bound::channel("save_mean", s.mean, true));
             bound.push(Bound::channel("save_invstd", s.invstd, true));
@@ -385,6 +398,9 @@ impl BatchNorm {
         }
         if cfg.running_var_convention == VarianceConvention::Biased {
             flags |= FLAG_BIASED_VAR;
+        }
+        if cfg.skip_non_finite_update {
+            flags |= FLAG_SKIP_NON_FINITE;
         }
         let plan = self.plan(shape, batch)?;
         let global = self.params_buffer(shape, &plan, None, flags)?;
@@ -427,11 +443,12 @@ impl BatchNorm {
             (None, None) => unreachable!("presence checks give saved or running statistics"),
         }
         if let (Some(r), Some(t)) = (running, tracked) {
+            let k = skipped.unwrap_or(dummy);
             self.dispatch(
                 &mut pass,
                 &p.running_update,
                 &global,
-                &[chan, r.mean, r.var, t],
+                &[chan, r.mean, r.var, t, k],
                 1,
             );
         }

@@ -38,6 +38,9 @@ pub struct HostForward {
     pub y: Vec<f32>,
     /// Saved batch mean and invstd, when batch statistics were used.
     pub saved: Option<(Vec<f32>, Vec<f32>)>,
+    /// Whether the running-statistics update was skipped for non-finite batch statistics
+    /// (only with `config.skip_non_finite_update`).
+    pub running_update_skipped: bool,
 }
 
 /// Host results of a backward.
@@ -195,6 +198,11 @@ impl BatchNorm {
                 ))
             })
             .transpose()?;
+        let counts_skips =
+            self.config().updates_running_stats(mode) && self.config().skip_non_finite_update;
+        let skipped_b = counts_skips
+            .then(|| call.input("skipped_batches", &[0u32]))
+            .transpose()?;
         let batch = self.config().uses_batch_stats(mode);
         let saved_b = batch
             .then(|| {
@@ -218,6 +226,7 @@ impl BatchNorm {
                     mean: m.slice(..),
                     var: v.slice(..),
                     num_batches_tracked: Some(t.slice(..)),
+                    skipped_batches: skipped_b.as_ref().map(|k| k.slice(..)),
                 }),
                 saved: saved_b.as_ref().map(|(m, s)| SavedStats {
                     mean: m.slice(..),
@@ -236,6 +245,9 @@ impl BatchNorm {
         if let Some((m, v, t)) = &running_b {
             read.extend([m, v, t]);
         }
+        if let Some(k) = &skipped_b {
+            read.push(k);
+        }
         let mut out = call.finish(queue, encoder, &read)?.into_iter();
         let mut next = || out.next().expect("one readback per buffer");
         let y = if empty { Vec::new() } else { to_f32(&next()) };
@@ -245,7 +257,13 @@ impl BatchNorm {
             r.var = to_f32(&next());
             r.num_batches_tracked = bytemuck::pod_read_unaligned(&next()[..4]);
         }
-        Ok(HostForward { y, saved })
+        let running_update_skipped =
+            skipped_b.is_some() && bytemuck::pod_read_unaligned::<u32>(&next()[..4]) != 0;
+        Ok(HostForward {
+            y,
+            saved,
+            running_update_skipped,
+        })
     }
 
     /// Blocking backward on host slices. `saved` is `(save_mean, save_invstd)` from the
@@ -323,6 +341,7 @@ impl BatchNorm {
                     mean: m.slice(..),
                     var: v.slice(..),
                     num_batches_tracked: None,
+                    skipped_batches: None,
                 }),
             },
         )?;

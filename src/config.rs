@@ -22,6 +22,11 @@ pub struct BatchNormConfig {
     /// Which batch variance the running variance averages. Default
     /// [`VarianceConvention::Unbiased`] (PyTorch, cuDNN, candle).
     pub running_var_convention: VarianceConvention,
+    /// Skip the running-statistics update (and the `num_batches_tracked` increment) of a
+    /// training batch whose mean or variance is not finite in any channel, and count it in
+    /// `RunningStats::skipped_batches` instead. Default `false`: as PyTorch, non-finite batch
+    /// statistics flow into the running statistics.
+    pub skip_non_finite_update: bool,
 }
 
 /// Which value the momentum of the running statistics weights.
@@ -86,7 +91,14 @@ impl BatchNormConfig {
             track_running_stats: true,
             momentum_convention: MomentumConvention::NewBatch,
             running_var_convention: VarianceConvention::Unbiased,
+            skip_non_finite_update: false,
         }
+    }
+
+    /// Sets `skip_non_finite_update`.
+    pub fn skip_non_finite_update(mut self, skip: bool) -> Self {
+        self.skip_non_finite_update = skip;
+        self
     }
 
     /// Sets which value `momentum` weights.

@@ -19,6 +19,9 @@ pub(crate) const FLAG_BATCH_STATS: u32 = 4;
 /// `Params::flags` bit: the running variance averages the biased batch variance.
 /// Twin: `FLAG_BIASED_VAR`.
 pub(crate) const FLAG_BIASED_VAR: u32 = 8;
+/// `Params::flags` bit: skip the running update of a batch with non-finite statistics.
+/// Twin: `FLAG_SKIP_NON_FINITE`.
+pub(crate) const FLAG_SKIP_NON_FINITE: u32 = 16;
 
 /// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
 #[repr(C)]
@@ -70,7 +73,7 @@ macro_rules! kernel {
 pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", &[4, 16]);
 pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", &[16, 4, 4, 16, 4, 4]);
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", &[4, 4, 4, 4, 16]);
-pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", &[16, 4, 4, 4]);
+pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", &[16, 4, 4, 4, 4]);
 pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4]);
 pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", &[4, 4, 4, 16]);
 pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16]);

@@ -81,7 +81,13 @@ pub fn batch_stats(shape: &TensorShape, x: &[f32]) -> Stats {
 /// batch's weight (`momentum`, or `1 - momentum` in the old-value convention), or
 /// `1 / num_batches_tracked` when momentum is `None`; the batch variance unbiased or
 /// biased as configured.
-pub fn update_running(config: &BatchNormConfig, running: &mut RunningStats, stats: &Stats) {
+/// With `skip_non_finite_update`, a batch with a non-finite mean or variance changes nothing
+/// and this returns `false`; otherwise `true`.
+pub fn update_running(config: &BatchNormConfig, running: &mut RunningStats, stats: &Stats) -> bool {
+    let finite = stats.mean.iter().chain(&stats.var).all(|v| v.is_finite());
+    if config.skip_non_finite_update && stats.count > 0 && !finite {
+        return false;
+    }
     running.num_batches_tracked += 1;
     let m = match config.momentum {
         Some(m) => match config.momentum_convention {
@@ -99,6 +105,7 @@ pub fn update_running(config: &BatchNormConfig, running: &mut RunningStats, stat
         running.mean[c] = (1.0 - m) * running.mean[c] + m * stats.mean[c];
         running.var[c] = (1.0 - m) * running.var[c] + m * stats.var[c] * correction;
     }
+    true
 }
 
 /// Reference forward. `affine` is `(gamma, beta)`; `running` is updated when the call

@@ -115,6 +115,7 @@ impl TrainBufs {
                 mean: self.rm.slice(..),
                 var: self.rv.slice(..),
                 num_batches_tracked: Some(self.nbt.slice(..)),
+                skipped_batches: None,
             }),
             saved: Some(SavedStats {
                 mean: self.sm.slice(..),

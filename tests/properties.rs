@@ -166,6 +166,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         mean: s(rmi),
         var: s(rvi),
         num_batches_tracked: Some(s(ti)),
+        skipped_batches: None,
     });
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let forward = bn.forward(
@@ -195,6 +196,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     // were updated by the forward, so read them from before (eval does not update).
     let bwd_running = (!batch).then(|| RunningStats {
         num_batches_tracked: None,
+        skipped_batches: None,
         ..running.unwrap()
     });
     bn.backward(

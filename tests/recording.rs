@@ -137,6 +137,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
         mean: s(rmean),
         var: s(rvar),
         num_batches_tracked: Some(s(tracked)),
+        skipped_batches: None,
     });
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     bn.forward(
@@ -315,6 +316,7 @@ fn two_layers_interleaved_in_one_encoder() {
                         mean: bufs.4.slice(..),
                         var: bufs.5.slice(..),
                         num_batches_tracked: Some(bufs.6.slice(..)),
+                        skipped_batches: None,
                     }),
                     saved: Some(SavedStats {
                         mean: bufs.7.slice(..),

@@ -262,6 +262,7 @@ fn lost_device_gives_errors_not_hangs() {
                     mean: rm.slice(..),
                     var: rv.slice(..),
                     num_batches_tracked: Some(t.slice(..)),
+                    skipped_batches: None,
                 }),
                 saved: Some(wgpu_batchnorm::SavedStats {
                     mean: sm.slice(..),

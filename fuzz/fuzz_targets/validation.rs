@@ -39,6 +39,7 @@ struct Input {
     momentum: Option<f32>,
     affine: bool,
     track: bool,
+    skip_non_finite: bool,
     train: bool,
     backward: bool,
     channels_last: bool,
@@ -46,13 +47,13 @@ struct Input {
     /// Whether each of the four pool buffers has STORAGE usage.
     storage: [bool; 4],
     /// x, y / dy, gamma, beta, running mean, running var, tracked, save mean, save invstd,
-    /// dx, dgamma, dbeta.
-    slices: [Option<Slice>; 12],
+    /// dx, dgamma, dbeta, skipped batches.
+    slices: [Option<Slice>; 13],
 }
 
 struct Gpu {
     gpu: HeadlessGpu,
-    layers: Mutex<HashMap<[u32; 5], BatchNorm>>,
+    layers: Mutex<HashMap<[u32; 6], BatchNorm>>,
 }
 
 fn gpu() -> &'static Gpu {
@@ -84,8 +85,10 @@ fuzz_target!(|input: Input| {
         })
         .momentum(input.momentum.map(|_| 0.1))
         .affine(input.affine)
-        .track_running_stats(input.track);
+        .track_running_stats(input.track)
+        .skip_non_finite_update(input.skip_non_finite);
     let key = [
+        u32::from(config.skip_non_finite_update),
         config.num_features as u32,
         config.eps.to_bits(),
         config.momentum.map_or(u32::MAX, f32::to_bits),
@@ -120,7 +123,7 @@ fuzz_target!(|input: Input| {
     let need = |role: usize| -> u64 {
         match role {
             0 | 1 | 9 => 4 * shape.numel() as u64,
-            6 => 4,
+            6 | 12 => 4,
             _ => 4 * shape.channels() as u64,
         }
     };
@@ -186,6 +189,7 @@ fuzz_target!(|input: Input| {
                     mean,
                     var,
                     num_batches_tracked: slices[6],
+                    skipped_batches: slices[12],
                 }),
                 saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
             },
@@ -205,6 +209,7 @@ fuzz_target!(|input: Input| {
                     mean,
                     var,
                     num_batches_tracked: None,
+                    skipped_batches: None,
                 }),
             },
         ),
