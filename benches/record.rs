@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
     let fwd = ForwardBuffers {
         x: x.slice(..),
         y: y.slice(..),
+        residual: None,
         affine: Some(AffineParams {
             gamma: g.slice(..),
             beta: b.slice(..),
@@ -52,6 +53,8 @@ fn bench(c: &mut Criterion) {
         x: x.slice(..),
         dy: dy.slice(..),
         dx: dx.slice(..),
+        y: None,
+        dresidual: None,
         gamma: Some(g.slice(..)),
         grads: Some(AffineGrads {
             dgamma: dg.slice(..),

@@ -1,4 +1,5 @@
-// Backward, last pass: dx = a * dy + b * (x - mean) + d with the per-channel coefficients
+// Backward, last pass: dx = a * dy + b * (x - mean) + d (dy through the fused epilogue's
+// ReLU, which also gives the residual's gradient dz) with the per-channel coefficients
 // chan[c] = (mean, a, b, d) from `backward_finalize.wgsl`. Grid-stride loop over the
 // bound piece's elements.
 // CPU twin: `reference::backward`.
@@ -7,6 +8,10 @@
 @group(0) @binding(2) var<storage, read_write> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+// The forward's output (ReLU mask) and the residual's gradient of a fused epilogue; unused
+// bindings otherwise.
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dz: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -17,6 +22,13 @@ fn main(
     let stride = nwg.x * nwg.y * WG;
     for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
         let q = chan[channel_of(p.base + i)];
-        dx[i] = q.y * dy[i] + q.z * (x[i] - q.x) + q.w;
+        var g = dy[i];
+        if ((p.flags & FLAG_RELU) != 0u) {
+            g = through_epilogue(g, y[i]);
+        }
+        dx[i] = q.y * g + q.z * (x[i] - q.x) + q.w;
+        if ((p.flags & FLAG_RESIDUAL) != 0u) {
+            dz[i] = g;
+        }
     }
 }

@@ -1,6 +1,7 @@
 // Backward, pass 1: per (channel, chunk) workgroup, the partial sums over one run of the
 // channel's elements within the bound piece
 //   (sum dy, sum dy * (x - mean))
+// with dy taken through the fused epilogue's ReLU when there is one.
 // in fixed order, written to partials[c * slots + slot_base + chunk] (zero past the
 // channel's elements in this piece).
 // CPU twin: `reference::backward`.
@@ -9,6 +10,8 @@
 @group(0) @binding(2) var<storage, read_write> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
+// The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -28,7 +31,10 @@ fn main(
         var s = vec2<f32>(0.0);
         for (var k = start + lid; k < end; k = k + WG) {
             let i = elem_index(c, k) - p.base;
-            let g_out = dy[i];
+            var g_out = dy[i];
+            if ((p.flags & FLAG_RELU) != 0u) {
+                g_out = through_epilogue(g_out, y[i]);
+            }
             s = s + vec2<f32>(g_out, g_out * (x[i] - mean));
         }
         let r = reduce_sum2(lid, s);

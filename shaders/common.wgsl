@@ -10,6 +10,8 @@ const FLAG_CUMULATIVE: u32 = 2u;
 const FLAG_BATCH_STATS: u32 = 4u;
 const FLAG_BIASED_VAR: u32 = 8u;
 const FLAG_SKIP_NON_FINITE: u32 = 16u;
+const FLAG_RELU: u32 = 32u;
+const FLAG_RESIDUAL: u32 = 64u;
 
 // Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
 struct Params {
@@ -80,6 +82,15 @@ fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // Neither infinite nor NaN, by the exponent bits (compilers may fold `x != x` away).
 fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// The gradient reaching batch norm's output through the fused epilogue: dy where the
+// forward's output `y` passed the ReLU (y > 0), zero elsewhere; dy without an epilogue.
+fn through_epilogue(dy: f32, y: f32) -> f32 {
+    if ((p.flags & FLAG_RELU) != 0u && !(y > 0.0)) {
+        return 0.0;
+    }
+    return dy;
 }
 
 // Running (count, mean, M2) of Welford's algorithm.

@@ -1,4 +1,5 @@
-// Forward, last pass: y = (x - shift[c]) * scale[c] + bias[c] with the coefficients that
+// Forward, last pass: y = (x - shift[c]) * scale[c] + bias[c], then the fused epilogue
+// (+ z, ReLU) when configured, with the coefficients that
 // `stats_finalize.wgsl` (training) or `eval_coeffs.wgsl` (eval) wrote to chan[c].
 // Grid-stride loop over the
 // bound piece's elements.
@@ -7,6 +8,8 @@
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
+@group(0) @binding(4) var<storage, read_write> z: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -17,6 +20,13 @@ fn main(
     let stride = nwg.x * nwg.y * WG;
     for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
         let q = chan[channel_of(p.base + i)];
-        y[i] = (x[i] - q.x) * q.y + q.z;
+        var v = (x[i] - q.x) * q.y + q.z;
+        if ((p.flags & FLAG_RESIDUAL) != 0u) {
+            v = v + z[i];
+        }
+        if ((p.flags & FLAG_RELU) != 0u) {
+            v = max(v, 0.0);
+        }
+        y[i] = v;
     }
 }

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Mutex;
 
-use crate::config::{BatchNormConfig, Mode, Reduction, VarianceConvention};
+use crate::config::{BatchNormConfig, Epilogue, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
-    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_SKIP_NON_FINITE, Kernel,
-    Params, Pipelines, WORKGROUP_SIZE,
+    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_RELU, FLAG_RESIDUAL,
+    FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
 };
 use crate::shape::TensorShape;
 
@@ -71,6 +71,9 @@ pub struct ForwardBuffers<'a> {
     pub x: wgpu::BufferSlice<'a>,
     /// Output, written. May not overlap any other binding.
     pub y: wgpu::BufferSlice<'a>,
+    /// The residual z of [`Epilogue::AddRelu`](crate::Epilogue::AddRelu), read; exactly
+    /// with that epilogue.
+    pub residual: Option<wgpu::BufferSlice<'a>>,
     /// gamma and beta.
     pub affine: Option<AffineParams<'a>>,
     /// Running statistics.
@@ -94,6 +97,12 @@ pub struct BackwardBuffers<'a> {
     pub dy: wgpu::BufferSlice<'a>,
     /// Gradient with respect to x, written. May not overlap any other binding.
     pub dx: wgpu::BufferSlice<'a>,
+    /// The forward's output y, read for the ReLU's mask; exactly with a fused epilogue
+    /// (`dy` is then the gradient of that output).
+    pub y: Option<wgpu::BufferSlice<'a>>,
+    /// Gradient with respect to the residual z, written; exactly with
+    /// [`Epilogue::AddRelu`](crate::Epilogue::AddRelu).
+    pub dresidual: Option<wgpu::BufferSlice<'a>>,
     /// gamma, read.
     pub gamma: Option<wgpu::BufferSlice<'a>>,
     /// Gradients of gamma and beta, written.
@@ -358,6 +367,12 @@ impl BatchNorm {
             })?),
             _ => None,
         };
+        let residual = presence(
+            "residual",
+            bufs.residual,
+            cfg.epilogue == Epilogue::AddRelu,
+            EPILOGUE_WHY,
+        )?;
         let skipped = presence(
             "skipped_batches",
             running.and_then(|r| r.skipped_batches),
@@ -369,6 +384,9 @@ impl BatchNorm {
             Bound::tensor("x", bufs.x, false),
             Bound::tensor("y", bufs.y, true),
         ];
+        if let Some(z) = residual {
+            bound.push(Bound::tensor("residual", z, false));
+        }
         if let Some(a) = affine {
             bound.push(Bound::channel("gamma", a.gamma, false));
             bound.push(Bound::channel("beta", a.beta, false));
@@ -402,6 +420,7 @@ impl BatchNorm {
         if cfg.skip_non_finite_update {
             flags |= FLAG_SKIP_NON_FINITE;
         }
+        flags |= epilogue_flags(cfg.epilogue);
         let plan = self.plan(shape, batch)?;
         let global = self.params_buffer(shape, &plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
@@ -455,8 +474,9 @@ impl BatchNorm {
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
+            let z = residual.map_or(dummy, |z| piece.of(z));
             let groups = self.elementwise_groups(piece.len);
-            self.dispatch(&mut pass, &p.normalize, &params, &[x, chan, y], groups);
+            self.dispatch(&mut pass, &p.normalize, &params, &[x, chan, y, z], groups);
         }
         Ok(())
     }
@@ -494,6 +514,14 @@ impl BatchNorm {
             batch,
             "backward reads saved statistics exactly when the forward used batch statistics (training, or eval without tracked running statistics)",
         )?;
+        let fused = cfg.epilogue != Epilogue::None;
+        let y = presence("y", bufs.y, fused, EPILOGUE_WHY)?;
+        let dresidual = presence(
+            "dresidual",
+            bufs.dresidual,
+            cfg.epilogue == Epilogue::AddRelu,
+            EPILOGUE_WHY,
+        )?;
         let running = presence(
             "running (running_mean, running_var)",
             bufs.running,
@@ -506,6 +534,12 @@ impl BatchNorm {
             Bound::tensor("dy", bufs.dy, false),
             Bound::tensor("dx", bufs.dx, true),
         ];
+        if let Some(y) = y {
+            bound.push(Bound::tensor("y", y, false));
+        }
+        if let Some(dz) = dresidual {
+            bound.push(Bound::tensor("dresidual", dz, true));
+        }
         if let Some(g) = gamma {
             bound.push(Bound::channel("gamma", g, false));
         }
@@ -535,6 +569,7 @@ impl BatchNorm {
         if batch {
             flags |= FLAG_BATCH_STATS;
         }
+        flags |= epilogue_flags(cfg.epilogue);
         let plan = self.plan(shape, batch || cfg.affine)?;
         let global = self.params_buffer(shape, &plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
@@ -562,11 +597,12 @@ impl BatchNorm {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let groups = shape.channels() * piece.chunks as usize;
             let (x, dy) = (piece.of(bufs.x), piece.of(bufs.dy));
+            let y = y.map_or(dummy, |y| piece.of(y));
             self.dispatch(
                 &mut pass,
                 &p.backward_partial,
                 &params,
-                &[x, dy, chan, partials],
+                &[x, dy, chan, partials, y],
                 groups,
             );
         }
@@ -582,12 +618,14 @@ impl BatchNorm {
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));
+            let y = y.map_or(dummy, |y| piece.of(y));
+            let dz = dresidual.map_or(dummy, |dz| piece.of(dz));
             let groups = self.elementwise_groups(piece.len);
             self.dispatch(
                 &mut pass,
                 &p.backward_dx,
                 &params,
-                &[x, dy, chan, dx],
+                &[x, dy, chan, dx, y, dz],
                 groups,
             );
         }
@@ -920,6 +958,17 @@ pub(crate) fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> Result<T>) ->
     match errors.into_iter().flatten().next() {
         Some(e) => Err(BatchNormError::Wgpu(e.to_string())),
         None => result,
+    }
+}
+
+const EPILOGUE_WHY: &str = "the forward's residual, and the backward's y and dresidual, are used exactly with the fused epilogue that needs them (config.epilogue)";
+
+/// The `Params::flags` bits of an epilogue.
+fn epilogue_flags(epilogue: Epilogue) -> u32 {
+    match epilogue {
+        Epilogue::None => 0,
+        Epilogue::Relu => FLAG_RELU,
+        Epilogue::AddRelu => FLAG_RELU | FLAG_RESIDUAL,
     }
 }
 

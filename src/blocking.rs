@@ -159,7 +159,8 @@ fn to_f32(bytes: &[u8]) -> Vec<f32> {
 
 impl BatchNorm {
     /// Blocking forward on host slices: uploads, records [`BatchNorm::forward`], submits,
-    /// waits and reads back. `affine` is `(gamma, beta)`; `running` is read in eval and
+    /// waits and reads back. [`Epilogue::AddRelu`](crate::Epilogue::AddRelu) needs a residual
+    /// and is served by the recording API only (a `MissingBuffer` error here). `affine` is `(gamma, beta)`; `running` is read in eval and
     /// updated in place by training.
     pub fn forward_host(
         &self,
@@ -218,6 +219,7 @@ impl BatchNorm {
             &ForwardBuffers {
                 x: xb.slice(..),
                 y: yb.slice(..),
+                residual: None,
                 affine: affine_b.as_ref().map(|(g, b)| AffineParams {
                     gamma: g.slice(..),
                     beta: b.slice(..),
@@ -268,6 +270,8 @@ impl BatchNorm {
 
     /// Blocking backward on host slices. `saved` is `(save_mean, save_invstd)` from the
     /// forward when it used batch statistics; `running` when it used running statistics.
+    /// Configurations with a fused epilogue need the forward's output and are served by the
+    /// recording API ([`BatchNorm::backward`]) only; here they get a `MissingBuffer` error.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_host(
         &self,
@@ -328,6 +332,8 @@ impl BatchNorm {
                 x: xb.slice(..),
                 dy: dyb.slice(..),
                 dx: dxb.slice(..),
+                y: None,
+                dresidual: None,
                 gamma: gamma_b.as_ref().map(|g| g.slice(..)),
                 grads: grads_b.as_ref().map(|(g, b)| AffineGrads {
                     dgamma: g.slice(..),

@@ -27,6 +27,24 @@ pub struct BatchNormConfig {
     /// `RunningStats::skipped_batches` instead. Default `false`: as PyTorch, non-finite batch
     /// statistics flow into the running statistics.
     pub skip_non_finite_update: bool,
+    /// Elementwise work fused into the passes over the tensor. Default
+    /// [`Epilogue::None`].
+    pub epilogue: Epilogue,
+}
+
+/// Elementwise work fused into batch norm's passes over the tensor, so that it costs no
+/// extra pass: the forward writes the epilogue's output, and the backward takes the
+/// gradient of that output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `y = bn(x)`.
+    #[default]
+    None,
+    /// `y = relu(bn(x))`. The backward reads the forward's `y` for the ReLU's mask.
+    Relu,
+    /// `y = relu(bn(x) + z)` with a residual `z` of x's shape (a ResNet block's end). The
+    /// backward reads the forward's `y` and writes `dz` too.
+    AddRelu,
 }
 
 /// Which value the momentum of the running statistics weights.
@@ -92,7 +110,14 @@ impl BatchNormConfig {
             momentum_convention: MomentumConvention::NewBatch,
             running_var_convention: VarianceConvention::Unbiased,
             skip_non_finite_update: false,
+            epilogue: Epilogue::None,
         }
+    }
+
+    /// Sets the fused epilogue.
+    pub fn epilogue(mut self, epilogue: Epilogue) -> Self {
+        self.epilogue = epilogue;
+        self
     }
 
     /// Sets `skip_non_finite_update`.

@@ -22,6 +22,10 @@ pub(crate) const FLAG_BIASED_VAR: u32 = 8;
 /// `Params::flags` bit: skip the running update of a batch with non-finite statistics.
 /// Twin: `FLAG_SKIP_NON_FINITE`.
 pub(crate) const FLAG_SKIP_NON_FINITE: u32 = 16;
+/// `Params::flags` bit: fused ReLU after batch norm. Twin: `FLAG_RELU`.
+pub(crate) const FLAG_RELU: u32 = 32;
+/// `Params::flags` bit: fused residual add before the ReLU. Twin: `FLAG_RESIDUAL`.
+pub(crate) const FLAG_RESIDUAL: u32 = 64;
 
 /// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
 #[repr(C)]
@@ -74,11 +78,11 @@ pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", &[4, 16]);
 pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", &[16, 4, 4, 16, 4, 4]);
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", &[4, 4, 4, 4, 16]);
 pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", &[16, 4, 4, 4, 4]);
-pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4]);
+pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4, 4]);
 pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", &[4, 4, 4, 16]);
-pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16]);
+pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16, 4]);
 pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
-pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4]);
+pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]

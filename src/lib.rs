@@ -42,7 +42,9 @@ pub use batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
-pub use config::{BatchNormConfig, Mode, MomentumConvention, Reduction, VarianceConvention};
+pub use config::{
+    BatchNormConfig, Epilogue, Mode, MomentumConvention, Reduction, VarianceConvention,
+};
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};

@@ -1,7 +1,7 @@
 //! CPU reference of every mode, in f64, written to be obviously right rather than fast.
 //! The tests compare every GPU result with it.
 
-use crate::config::{BatchNormConfig, Mode, MomentumConvention, VarianceConvention};
+use crate::config::{BatchNormConfig, Epilogue, Mode, MomentumConvention, VarianceConvention};
 use crate::shape::TensorShape;
 
 /// Per-channel batch statistics.
@@ -234,4 +234,34 @@ pub fn relative_l2_error(got: &[f32], want: &[f64]) -> (f64, usize) {
         diff2.sqrt()
     };
     (err, worst.1)
+}
+
+/// Applies a fused epilogue to a reference forward's output in place: adds the residual
+/// (for [`Epilogue::AddRelu`]), then the ReLU.
+pub fn apply_epilogue(y: &mut [f64], residual: Option<&[f32]>, epilogue: Epilogue) {
+    if epilogue == Epilogue::AddRelu {
+        let z = residual.expect("AddRelu needs the residual");
+        for (v, &z) in y.iter_mut().zip(z) {
+            *v += f64::from(z);
+        }
+    }
+    if epilogue != Epilogue::None {
+        for v in y.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+}
+
+/// The gradient reaching batch norm's output through a fused epilogue, given the gradient
+/// `dy` of the epilogue's output and that output `y` (the forward's, as the GPU backward
+/// takes it): `dy` where `y > 0`, else 0; `dy` itself without an epilogue. With
+/// [`Epilogue::AddRelu`] this is also the residual's gradient.
+pub fn through_epilogue(dy: &[f32], y: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    if epilogue == Epilogue::None {
+        return dy.to_vec();
+    }
+    dy.iter()
+        .zip(y)
+        .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
+        .collect()
 }

@@ -107,6 +107,7 @@ impl TrainBufs {
         ForwardBuffers {
             x: self.x.slice(..),
             y: self.y.slice(..),
+            residual: None,
             affine: Some(AffineParams {
                 gamma: self.gamma.slice(..),
                 beta: self.beta.slice(..),
@@ -540,6 +541,8 @@ fn outputs_overlapping_other_bindings() {
                 x: b.x.slice(..),
                 dy: dy.slice(..),
                 dx: dx.slice(..),
+                y: None,
+                dresidual: None,
                 gamma: Some(b.gamma.slice(..)),
                 grads: Some(AffineGrads {
                     dgamma: b.gamma.slice(..),

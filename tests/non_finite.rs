@@ -132,6 +132,7 @@ fn skipping_needs_a_counter_buffer() {
             &wgpu_batchnorm::ForwardBuffers {
                 x: x.slice(..),
                 y: y.slice(..),
+                residual: None,
                 affine: Some(wgpu_batchnorm::AffineParams {
                     gamma: g.slice(..),
                     beta: b.slice(..),

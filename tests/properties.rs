@@ -176,6 +176,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         &ForwardBuffers {
             x: s(xi),
             y: s(yi),
+            residual: None,
             affine: config.affine.then(|| AffineParams {
                 gamma: s(gi),
                 beta: s(bi),
@@ -207,6 +208,8 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             x: s(xi),
             dy: s(dyi),
             dx: s(dxi),
+            y: None,
+            dresidual: None,
             gamma: config.affine.then(|| s(gi)),
             grads: config.affine.then(|| AffineGrads {
                 dgamma: s(dgi),

@@ -147,6 +147,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
         &ForwardBuffers {
             x: s(xa),
             y: s(ya),
+            residual: None,
             affine,
             running,
             saved: Some(SavedStats {
@@ -163,6 +164,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
         &ForwardBuffers {
             x: s(xb),
             y: s(yb),
+            residual: None,
             affine,
             running,
             saved: Some(SavedStats {
@@ -180,6 +182,8 @@ fn pooled_buffer_several_calls_in_one_encoder() {
             x: s(xa),
             dy: s(dy),
             dx: s(dx),
+            y: None,
+            dresidual: None,
             gamma: Some(s(gamma)),
             grads: Some(AffineGrads {
                 dgamma: s(dgamma),
@@ -311,6 +315,7 @@ fn two_layers_interleaved_in_one_encoder() {
                 &ForwardBuffers {
                     x: bufs.0.slice(..),
                     y: bufs.1.slice(..),
+                    residual: None,
                     affine,
                     running: Some(RunningStats {
                         mean: bufs.4.slice(..),

@@ -254,6 +254,7 @@ fn lost_device_gives_errors_not_hangs() {
             &wgpu_batchnorm::ForwardBuffers {
                 x: x.slice(..),
                 y: y.slice(..),
+                residual: None,
                 affine: Some(wgpu_batchnorm::AffineParams {
                     gamma: g.slice(..),
                     beta: b.slice(..),

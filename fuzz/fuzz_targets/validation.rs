@@ -20,7 +20,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError,
-    ForwardBuffers, HeadlessGpu, Layout, Mode, RunningStats, SavedStats, TensorShape,
+    Epilogue, ForwardBuffers, HeadlessGpu, Layout, Mode, RunningStats, SavedStats, TensorShape,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -40,6 +40,7 @@ struct Input {
     affine: bool,
     track: bool,
     skip_non_finite: bool,
+    epilogue: u8,
     train: bool,
     backward: bool,
     channels_last: bool,
@@ -47,13 +48,13 @@ struct Input {
     /// Whether each of the four pool buffers has STORAGE usage.
     storage: [bool; 4],
     /// x, y / dy, gamma, beta, running mean, running var, tracked, save mean, save invstd,
-    /// dx, dgamma, dbeta, skipped batches.
-    slices: [Option<Slice>; 13],
+    /// dx, dgamma, dbeta, skipped batches, residual, backward's y, dresidual.
+    slices: [Option<Slice>; 16],
 }
 
 struct Gpu {
     gpu: HeadlessGpu,
-    layers: Mutex<HashMap<[u32; 6], BatchNorm>>,
+    layers: Mutex<HashMap<[u32; 7], BatchNorm>>,
 }
 
 fn gpu() -> &'static Gpu {
@@ -86,8 +87,14 @@ fuzz_target!(|input: Input| {
         .momentum(input.momentum.map(|_| 0.1))
         .affine(input.affine)
         .track_running_stats(input.track)
-        .skip_non_finite_update(input.skip_non_finite);
+        .skip_non_finite_update(input.skip_non_finite)
+        .epilogue(match input.epilogue % 3 {
+            0 => Epilogue::None,
+            1 => Epilogue::Relu,
+            _ => Epilogue::AddRelu,
+        });
     let key = [
+        u32::from(input.epilogue % 3),
         u32::from(config.skip_non_finite_update),
         config.num_features as u32,
         config.eps.to_bits(),
@@ -122,7 +129,7 @@ fuzz_target!(|input: Input| {
     let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
     let need = |role: usize| -> u64 {
         match role {
-            0 | 1 | 9 => 4 * shape.numel() as u64,
+            0 | 1 | 9 | 13..=15 => 4 * shape.numel() as u64,
             6 | 12 => 4,
             _ => 4 * shape.channels() as u64,
         }
@@ -184,6 +191,7 @@ fuzz_target!(|input: Input| {
             &ForwardBuffers {
                 x,
                 y,
+                residual: slices[13],
                 affine: pair(2, 3).map(|(gamma, beta)| AffineParams { gamma, beta }),
                 running: pair(4, 5).map(|(mean, var)| RunningStats {
                     mean,
@@ -202,6 +210,8 @@ fuzz_target!(|input: Input| {
                 x,
                 dy,
                 dx,
+                y: slices[14],
+                dresidual: slices[15],
                 gamma: slices[2],
                 grads: pair(10, 11).map(|(dgamma, dbeta)| AffineGrads { dgamma, dbeta }),
                 saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
