@@ -12,6 +12,7 @@ const FLAG_BIASED_VAR: u32 = 8u;
 const FLAG_SKIP_NON_FINITE: u32 = 16u;
 const FLAG_RELU: u32 = 32u;
 const FLAG_RESIDUAL: u32 = 64u;
+const FLAG_MERGE_B: u32 = 128u;
 
 // Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
 struct Params {
@@ -110,6 +111,33 @@ fn welford_push(w: Welford, v: f32) -> Welford {
     let d = v - w.mean;
     let mean = w.mean + d / n;
     return Welford(n, mean, w.m2 + d * (v - mean));
+}
+
+// Statistics merged from partial records (count, mean of x - shift, M2, shift), the
+// format of the partial passes' output and of the public per-channel statistics. The mean
+// is kept relative to the first non-empty record's shift; each record is moved to it
+// (exactly, when the shifts are equal, as within one piece).
+struct Merged {
+    w: Welford,
+    shift: f32,
+    shifted: bool,
+}
+
+fn merged_empty() -> Merged {
+    return Merged(welford_empty(), 0.0, false);
+}
+
+fn merged_push(m: Merged, q: vec4<f32>) -> Merged {
+    if (!(q.x > 0.0)) {
+        return m;
+    }
+    var r = m;
+    if (!r.shifted) {
+        r.shift = q.w;
+        r.shifted = true;
+    }
+    r.w = welford_merge(r.w, Welford(q.x, (q.w - r.shift) + q.y, q.z));
+    return r;
 }
 
 // Chan's merge of two partial results; `a` is taken as the earlier part.

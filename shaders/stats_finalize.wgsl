@@ -21,20 +21,12 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
-        var w = welford_empty();
-        var shift = 0.0;
-        var shifted = false;
+        var m = merged_empty();
         for (var j = 0u; j < p.slots; j = j + 1u) {
-            let q = partials[c * p.slots + j];
-            if (q.x > 0.0) {
-                if (!shifted) {
-                    shift = q.w;
-                    shifted = true;
-                }
-                // Partials of one piece share a shift, so this is q.y exactly within a piece.
-                w = welford_merge(w, Welford(q.x, (q.w - shift) + q.y, q.z));
-            }
+            m = merged_push(m, partials[c * p.slots + j]);
         }
+        let w = m.w;
+        let shift = m.shift;
         let var_b = max(w.m2 / w.n, 0.0);
         let invstd = 1.0 / sqrt(var_b + p.eps);
         let mean = shift + w.mean;

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use crate::config::{BatchNormConfig, Epilogue, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
-    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_RELU, FLAG_RESIDUAL,
-    FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
+    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_MERGE_B, FLAG_RELU,
+    FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
 };
 use crate::shape::TensorShape;
 
@@ -143,6 +143,8 @@ enum Kind {
     PerChannel,
     /// One u32.
     Counter,
+    /// One statistics record (4 f32) per channel.
+    Stats,
 }
 
 /// One bound slice of a call, for the size, alignment and aliasing checks.
@@ -332,8 +334,124 @@ impl BatchNorm {
         bufs: &ForwardBuffers<'_>,
     ) -> Result<()> {
         scoped(&self.device, || {
-            self.record_forward(encoder, mode, shape, bufs)
+            self.record_forward(encoder, mode, shape, bufs, None)
         })
+    }
+
+    /// Records a training forward that normalizes with the given per-channel statistics
+    /// instead of the batch's own: those of [`BatchNorm::statistics`], merged over
+    /// micro-batches or devices with [`BatchNorm::merge_statistics`] (synchronized batch
+    /// norm). Saved statistics and the running-statistics update come from them too (the
+    /// unbiased variance uses their total count). `stats` holds C records of 4 f32, see
+    /// [`ChannelStats`](crate::ChannelStats). The local batch may have a single value per
+    /// channel; a total count of 1 gives an infinite unbiased variance.
+    pub fn forward_with_statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &TensorShape,
+        stats: wgpu::BufferSlice<'_>,
+        bufs: &ForwardBuffers<'_>,
+    ) -> Result<()> {
+        scoped(&self.device, || {
+            self.record_forward(encoder, Mode::Train, shape, bufs, Some(stats))
+        })
+    }
+
+    /// Records a statistics-only pass: per-channel (count, mean, M2) of `x` into `out`
+    /// (C records of 4 f32, see [`ChannelStats`](crate::ChannelStats)), merged in fixed
+    /// order. Nothing else is read or written.
+    pub fn statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &TensorShape,
+        x: wgpu::BufferSlice<'_>,
+        out: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        scoped(&self.device, || {
+            self.check_channels(shape)?;
+            self.check_bindings(
+                shape,
+                &[
+                    Bound::tensor("x", x, false),
+                    Bound::stats("statistics", out, true),
+                ],
+            )?;
+            let plan = self.plan(shape, true)?;
+            let global = self.params_buffer(shape, &plan, None, 0)?;
+            let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
+            let partials = scratch.partials();
+            let p = &self.pipelines;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-batchnorm.statistics"),
+                timestamp_writes: None,
+            });
+            for piece in &plan.pieces {
+                let params = self.params_buffer(shape, &plan, Some(piece), 0)?;
+                let groups = shape.channels() * piece.chunks as usize;
+                let x = piece.of(x);
+                self.dispatch(&mut pass, &p.stats_partial, &params, &[x, partials], groups);
+            }
+            let dummy = self.dummy.slice(..);
+            let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+            self.dispatch(
+                &mut pass,
+                &p.stats_merge,
+                &global,
+                &[partials, dummy, out],
+                per_channel,
+            );
+            Ok(())
+        })
+    }
+
+    /// Records the per-channel merge (Chan's formula, `a` first) of two statistics buffers
+    /// into `out`; each holds C records of 4 f32. `out` may not overlap `a` or `b`.
+    pub fn merge_statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        a: wgpu::BufferSlice<'_>,
+        b: wgpu::BufferSlice<'_>,
+        out: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        scoped(&self.device, || {
+            let shape = TensorShape::channels_first(&[1, self.config.num_features])?;
+            self.check_bindings(
+                &shape,
+                &[
+                    Bound::stats("a", a, false),
+                    Bound::stats("b", b, false),
+                    Bound::stats("out", out, true),
+                ],
+            )?;
+            let plan = Plan {
+                pieces: Vec::new(),
+                slots: 1,
+            };
+            let params = self.params_buffer(&shape, &plan, None, FLAG_MERGE_B)?;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-batchnorm.merge-statistics"),
+                timestamp_writes: None,
+            });
+            let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+            self.dispatch(
+                &mut pass,
+                &self.pipelines.stats_merge,
+                &params,
+                &[a, b, out],
+                groups,
+            );
+            Ok(())
+        })
+    }
+
+    fn check_channels(&self, shape: &TensorShape) -> Result<()> {
+        if shape.channels() != self.config.num_features {
+            return Err(BatchNormError::ChannelMismatch {
+                expected: self.config.num_features,
+                got: shape.channels(),
+            });
+        }
+        Ok(())
     }
 
     fn record_forward(
@@ -342,8 +460,12 @@ impl BatchNorm {
         mode: Mode,
         shape: &TensorShape,
         bufs: &ForwardBuffers<'_>,
+        given: Option<wgpu::BufferSlice<'_>>,
     ) -> Result<()> {
-        self.check_shape(shape, mode)?;
+        match given {
+            None => self.check_shape(shape, mode)?,
+            Some(_) => self.check_channels(shape)?,
+        }
         let cfg = &self.config;
         let batch = cfg.uses_batch_stats(mode);
         let update = cfg.updates_running_stats(mode);
@@ -405,6 +527,9 @@ impl BatchNorm {
             bound.push(Bound::channel("save_mean", s.mean, true));
             bound.push(Bound::channel("save_invstd", s.invstd, true));
         }
+        if let Some(g) = given {
+            bound.push(Bound::stats("statistics", g, false));
+        }
         self.check_bindings(shape, &bound)?;
 
         let mut flags = 0;
@@ -421,8 +546,18 @@ impl BatchNorm {
             flags |= FLAG_SKIP_NON_FINITE;
         }
         flags |= epilogue_flags(cfg.epilogue);
-        let plan = self.plan(shape, batch)?;
-        let global = self.params_buffer(shape, &plan, None, flags)?;
+        let plan = self.plan(shape, batch && given.is_none())?;
+        let global = match given {
+            // Given statistics are read as one partial record per channel.
+            Some(_) => {
+                let one = Plan {
+                    pieces: Vec::new(),
+                    slots: 1,
+                };
+                self.params_buffer(shape, &one, None, flags)?
+            }
+            None => self.params_buffer(shape, &plan, None, flags)?,
+        };
         let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.dummy.slice(..);
@@ -436,6 +571,13 @@ impl BatchNorm {
             timestamp_writes: None,
         });
         match (saved, running) {
+            (Some(s), _) if given.is_some() => self.dispatch(
+                &mut pass,
+                &p.stats_finalize,
+                &global,
+                &[given.unwrap_or(dummy), gamma, beta, chan, s.mean, s.invstd],
+                per_channel,
+            ),
             (Some(s), _) if !empty => {
                 for piece in &plan.pieces {
                     let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
@@ -698,6 +840,10 @@ impl BatchNorm {
                     format!("{numel} f32 for shape {:?}", shape.dims()),
                 ),
                 Kind::Counter => (4, "one u32".to_string()),
+                Kind::Stats => (
+                    channels * 16,
+                    format!("{channels} records of 4 f32 (count, mean - shift, M2, shift)"),
+                ),
                 Kind::PerChannel => (channels * 4, format!("{channels} f32, one per channel")),
             };
             let usage = b.slice.buffer().usage();
@@ -1025,6 +1171,15 @@ impl<'a> Bound<'a> {
             slice,
             written,
             kind: Kind::PerChannel,
+        }
+    }
+
+    fn stats(name: &'static str, slice: wgpu::BufferSlice<'a>, written: bool) -> Self {
+        Self {
+            name,
+            slice,
+            written,
+            kind: Kind::Stats,
         }
     }
 

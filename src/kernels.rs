@@ -26,6 +26,8 @@ pub(crate) const FLAG_SKIP_NON_FINITE: u32 = 16;
 pub(crate) const FLAG_RELU: u32 = 32;
 /// `Params::flags` bit: fused residual add before the ReLU. Twin: `FLAG_RESIDUAL`.
 pub(crate) const FLAG_RESIDUAL: u32 = 64;
+/// `Params::flags` bit: `stats_merge` also merges its second source. Twin: `FLAG_MERGE_B`.
+pub(crate) const FLAG_MERGE_B: u32 = 128;
 
 /// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
 #[repr(C)]
@@ -82,11 +84,12 @@ pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4, 4]);
 pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", &[4, 4, 4, 16]);
 pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16, 4]);
 pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
+pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16]);
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 9] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 10] = [
     STATS_PARTIAL,
     STATS_FINALIZE,
     EVAL_COEFFS,
@@ -96,6 +99,7 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 9] = [
     BACKWARD_PARTIAL,
     BACKWARD_FINALIZE,
     BACKWARD_DX,
+    STATS_MERGE,
 ];
 
 /// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper.
@@ -180,6 +184,7 @@ pub(crate) struct Pipelines {
     pub backward_partial: Kernel,
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
+    pub stats_merge: Kernel,
 }
 
 impl Pipelines {
@@ -195,6 +200,7 @@ impl Pipelines {
             backward_partial: k(&BACKWARD_PARTIAL),
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
+            stats_merge: k(&STATS_MERGE),
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod fold;
 mod kernels;
 pub mod reference;
 mod shape;
+mod stats;
 
 pub use batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
@@ -49,6 +50,7 @@ pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
+pub use stats::ChannelStats;
 
 /// The README's Rust snippets, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

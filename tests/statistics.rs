@@ -1,0 +1,284 @@
+//! Mergeable statistics: a statistics-only pass, GPU and host merges across micro-batches,
+//! and synchronized batch norm (normalizing each micro-batch with the merged statistics)
+//! against one batch norm over the whole batch.
+
+mod common;
+
+use common::*;
+use wgpu::util::DeviceExt;
+use wgpu_batchnorm::{
+    AffineParams, BatchNorm, BatchNormConfig, BatchNormError, ChannelStats, ForwardBuffers,
+    HostRunningStats, Layout, Mode, RunningStats, SavedStats, TensorShape,
+};
+
+fn upload(data: &[f32]) -> wgpu::Buffer {
+    gpu()
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+}
+
+fn read(buffer: &wgpu::Buffer) -> Vec<f32> {
+    let gpu = gpu();
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    gpu.queue.submit([encoder.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
+    staging.unmap();
+    v
+}
+
+fn submit(record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+    let gpu = gpu();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    record(&mut encoder);
+    gpu.queue.submit([encoder.finish()]);
+}
+
+fn assert_stats(case: &str, got: &ChannelStats, want: &ChannelStats, tol: f64) {
+    assert_eq!(got.count, want.count, "{case}: counts");
+    let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    assert_close(case, "mean", &narrow(&got.mean), &want.mean, tol);
+    assert_close(
+        case,
+        "variance",
+        &narrow(&got.variance()),
+        &want.variance(),
+        tol,
+    );
+}
+
+/// Splits a batch along N into micro-batches of the given sizes.
+fn split(shape: &TensorShape, x: &[f32], sizes: &[usize]) -> Vec<(TensorShape, Vec<f32>)> {
+    let per_sample = shape.numel() / shape.dims()[0];
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let mut dims = shape.dims().to_vec();
+            dims[0] = n;
+            let part = x[start * per_sample..(start + n) * per_sample].to_vec();
+            start += n;
+            (TensorShape::new(&dims, shape.layout()).unwrap(), part)
+        })
+        .collect()
+}
+
+#[test]
+fn micro_batch_statistics_merge_to_the_whole_batch() {
+    let gpu = gpu();
+    let mut rng = rng();
+    for (dims, layout, mean) in [
+        (&[7, 3, 9, 10][..], Layout::ChannelsFirst, 0.5),
+        (&[7, 6, 5, 4], Layout::ChannelsLast, -2.0),
+        (&[7, 3, 9, 10], Layout::ChannelsFirst, 1e4),
+    ] {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let c = shape.channels();
+        let tol = if mean > 100.0 { TOL_FAR_MEAN } else { TOL };
+        let case = format!("{dims:?} {layout:?} mean {mean}");
+        let x = normal(&mut rng, shape.numel(), mean, 1.0);
+        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c)).unwrap();
+        let parts = split(&shape, &x, &[2, 4, 1]);
+        let records: Vec<wgpu::Buffer> = parts
+            .iter()
+            .map(|(s, part)| {
+                let out = upload(&vec![f32::NAN; 4 * c]);
+                let xb = upload(part);
+                submit(|e| bn.statistics(e, s, xb.slice(..), out.slice(..)).unwrap());
+                let got = ChannelStats::from_gpu(&read(&out)).unwrap();
+                assert_stats(
+                    &format!("{case} part {:?}", s.dims()),
+                    &got,
+                    &ChannelStats::of(s, part),
+                    tol,
+                );
+                out
+            })
+            .collect();
+        // GPU merges, in order: (a + b) + c.
+        let ab = upload(&vec![f32::NAN; 4 * c]);
+        let abc = upload(&vec![f32::NAN; 4 * c]);
+        submit(|e| {
+            bn.merge_statistics(e, records[0].slice(..), records[1].slice(..), ab.slice(..))
+                .unwrap();
+            bn.merge_statistics(e, ab.slice(..), records[2].slice(..), abc.slice(..))
+                .unwrap();
+        });
+        let whole = ChannelStats::of(&shape, &x);
+        assert_stats(
+            &format!("{case} GPU merge"),
+            &ChannelStats::from_gpu(&read(&abc)).unwrap(),
+            &whole,
+            tol,
+        );
+        // Host merges of the GPU records agree too.
+        let host = records
+            .iter()
+            .map(|r| ChannelStats::from_gpu(&read(r)).unwrap())
+            .reduce(|a, b| a.merge(&b).unwrap())
+            .unwrap();
+        assert_stats(&format!("{case} host merge"), &host, &whole, tol);
+        // And host records round-trip through the GPU format.
+        let round = ChannelStats::from_gpu(&whole.to_gpu()).unwrap();
+        assert_stats(&format!("{case} round trip"), &round, &whole, tol);
+    }
+}
+
+#[test]
+fn synchronized_batch_norm_equals_one_batch_norm_over_the_whole_batch() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[6, 4, 7, 7]).unwrap();
+    let c = 4;
+    let config = BatchNormConfig::new(c);
+    let bn = BatchNorm::new(&gpu.device, config).unwrap();
+    let x = normal(&mut rng, shape.numel(), 1.0, 2.0);
+    let gamma = normal(&mut rng, c, 1.0, 0.3);
+    let beta = normal(&mut rng, c, 0.0, 0.3);
+
+    // Reference: one training forward over the whole batch.
+    let mut whole_running = HostRunningStats::new(c);
+    let whole = bn
+        .forward_host(
+            &gpu.queue,
+            Mode::Train,
+            &shape,
+            &x,
+            Some((&gamma, &beta)),
+            Some(&mut whole_running),
+        )
+        .unwrap();
+
+    // "Devices": three micro-batches, statistics merged, each normalized with the merge.
+    let parts = split(&shape, &x, &[1, 3, 2]);
+    let (gb, bb) = (upload(&gamma), upload(&beta));
+    let merged = upload(&vec![f32::NAN; 4 * c]);
+    let scratch = upload(&vec![f32::NAN; 4 * c]);
+    let records: Vec<wgpu::Buffer> = parts
+        .iter()
+        .map(|_| upload(&vec![f32::NAN; 4 * c]))
+        .collect();
+    let inputs: Vec<wgpu::Buffer> = parts.iter().map(|(_, p)| upload(p)).collect();
+    submit(|e| {
+        for ((s, _), (xb, r)) in parts.iter().zip(inputs.iter().zip(&records)) {
+            bn.statistics(e, s, xb.slice(..), r.slice(..)).unwrap();
+        }
+        bn.merge_statistics(
+            e,
+            records[0].slice(..),
+            records[1].slice(..),
+            scratch.slice(..),
+        )
+        .unwrap();
+        bn.merge_statistics(e, scratch.slice(..), records[2].slice(..), merged.slice(..))
+            .unwrap();
+    });
+    let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+    let mut y_all = Vec::new();
+    for ((s, p), xb) in parts.iter().zip(&inputs) {
+        // Every replica updates its own copy of the running statistics.
+        let (rm, rv, t) = (upload(&[0.0; 4]), upload(&[1.0; 4]), upload(&[0.0]));
+        let yb = upload(&vec![f32::NAN; p.len()]);
+        let (sm, si) = (upload(&[f32::NAN; 4]), upload(&[f32::NAN; 4]));
+        // The first part is a single sample: fine, the statistics are the merged ones.
+        submit(|e| {
+            bn.forward_with_statistics(
+                e,
+                s,
+                merged.slice(..),
+                &ForwardBuffers {
+                    x: xb.slice(..),
+                    y: yb.slice(..),
+                    residual: None,
+                    affine: Some(AffineParams {
+                        gamma: gb.slice(..),
+                        beta: bb.slice(..),
+                    }),
+                    running: Some(RunningStats {
+                        mean: rm.slice(..),
+                        var: rv.slice(..),
+                        num_batches_tracked: Some(t.slice(..)),
+                        skipped_batches: None,
+                    }),
+                    saved: Some(SavedStats {
+                        mean: sm.slice(..),
+                        invstd: si.slice(..),
+                    }),
+                },
+            )
+            .unwrap()
+        });
+        let (wm, ws) = whole.saved.as_ref().unwrap();
+        assert_close("sync", "save_mean", &read(&sm), &widen(wm), TOL);
+        assert_close("sync", "save_invstd", &read(&si), &widen(ws), TOL);
+        assert_close(
+            "sync",
+            "running_mean",
+            &read(&rm),
+            &widen(&whole_running.mean),
+            TOL,
+        );
+        assert_close(
+            "sync",
+            "running_var",
+            &read(&rv),
+            &widen(&whole_running.var),
+            TOL,
+        );
+        y_all.extend(read(&yb));
+    }
+    assert_close("sync", "y", &y_all, &widen(&whole.y), TOL);
+}
+
+#[test]
+fn statistics_buffers_are_checked() {
+    let gpu = gpu();
+    let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(3)).unwrap();
+    let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
+    let x = upload(&[0.0; 24]);
+    let short = upload(&[0.0; 8]);
+    let out = upload(&[0.0; 12]);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let e = bn
+        .statistics(&mut encoder, &shape, x.slice(..), short.slice(..))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BatchNormError::BufferSize {
+                name: "statistics",
+                expected: 48,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = bn
+        .merge_statistics(&mut encoder, out.slice(..), out.slice(..), out.slice(..))
+        .unwrap_err();
+    assert!(
+        matches!(e, BatchNormError::Overlap { output: "out", .. }),
+        "{e}"
+    );
+    let wrong = TensorShape::channels_first(&[2, 4, 3]).unwrap();
+    let e = bn
+        .statistics(&mut encoder, &wrong, x.slice(..), out.slice(..))
+        .unwrap_err();
+    assert!(matches!(e, BatchNormError::ChannelMismatch { .. }), "{e}");
+}
