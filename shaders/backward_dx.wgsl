@@ -4,14 +4,14 @@
 // bound piece's elements.
 // CPU twin: `reference::backward`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> dy: array<T>;
 @group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<T>;
 // The forward's output (ReLU mask) and the residual's gradient of a fused epilogue; unused
 // bindings otherwise.
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<T>;
+@group(0) @binding(6) var<storage, read_write> dz: array<T>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -22,13 +22,13 @@ fn main(
     let stride = nwg.x * nwg.y * WG;
     for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
         let q = chan[channel_of(p.base + i)];
-        var g = dy[i];
+        var g = f32(dy[i]);
         if ((p.flags & FLAG_RELU) != 0u) {
-            g = through_epilogue(g, y[i]);
+            g = through_epilogue(g, f32(y[i]));
         }
-        dx[i] = q.y * g + q.z * (x[i] - q.x) + q.w;
+        dx[i] = T(q.y * g + q.z * (f32(x[i]) - q.x) + q.w);
         if ((p.flags & FLAG_RESIDUAL) != 0u) {
-            dz[i] = g;
+            dz[i] = T(g);
         }
     }
 }

@@ -6,12 +6,12 @@
 // channel's elements in this piece).
 // CPU twin: `reference::backward`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> dy: array<T>;
 @group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
 // The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<T>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -31,11 +31,11 @@ fn main(
         var s = vec2<f32>(0.0);
         for (var k = start + lid; k < end; k = k + WG) {
             let i = elem_index(c, k) - p.base;
-            var g_out = dy[i];
+            var g_out = f32(dy[i]);
             if ((p.flags & FLAG_RELU) != 0u) {
-                g_out = through_epilogue(g_out, y[i]);
+                g_out = through_epilogue(g_out, f32(y[i]));
             }
-            s = s + vec2<f32>(g_out, g_out * (x[i] - mean));
+            s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
         }
         let r = reduce_sum2(lid, s);
         if (lid == 0u) {

@@ -1,5 +1,7 @@
 // Shared declarations for every wgpu-batchnorm kernel. The host prepends this file
-// (and one of the `reduce_*.wgsl` helpers) to each kernel source; see `src/kernels.rs`.
+// (and one of the `reduce_*.wgsl` helpers) to each kernel source, and before it declares
+// `T`, the element type of the tensors (x, y, dy, dx, z, dz): f32, or f16 with
+// `enable f16;`. Statistics and per-channel values are always f32. See `src/kernels.rs`.
 
 // Threads per workgroup. Twin: `WORKGROUP_SIZE` in `src/kernels.rs`.
 const WG: u32 = 256u;

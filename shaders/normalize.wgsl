@@ -5,11 +5,11 @@
 // bound piece's elements.
 // CPU twin: `reference::forward`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> chan: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>;
 // The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
-@group(0) @binding(4) var<storage, read_write> z: array<f32>;
+@group(0) @binding(4) var<storage, read_write> z: array<T>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -20,13 +20,13 @@ fn main(
     let stride = nwg.x * nwg.y * WG;
     for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
         let q = chan[channel_of(p.base + i)];
-        var v = (x[i] - q.x) * q.y + q.z;
+        var v = (f32(x[i]) - q.x) * q.y + q.z;
         if ((p.flags & FLAG_RESIDUAL) != 0u) {
-            v = v + z[i];
+            v = v + f32(z[i]);
         }
         if ((p.flags & FLAG_RELU) != 0u) {
             v = max(v, 0.0);
         }
-        y[i] = v;
+        y[i] = T(v);
     }
 }

@@ -6,7 +6,7 @@
 // count 0 for a chunk past the channel's elements in this piece.
 // CPU twin: `reference::batch_stats`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
@@ -24,13 +24,13 @@ fn main(
         let k_hi = first_k_at(c, p.base + p.len);
         var shift = 0.0;
         if (k_lo < k_hi) {
-            shift = x[elem_index(c, k_lo) - p.base];
+            shift = f32(x[elem_index(c, k_lo) - p.base]);
         }
         let start = k_lo + chunk * p.chunk_len;
         let end = min(start + p.chunk_len, k_hi);
         var w = welford_empty();
         for (var k = start + lid; k < end; k = k + WG) {
-            w = welford_push(w, x[elem_index(c, k) - p.base] - shift);
+            w = welford_push(w, f32(x[elem_index(c, k) - p.base]) - shift);
         }
         let r = reduce_welford(lid, w);
         if (lid == 0u) {

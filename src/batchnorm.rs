@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Mutex;
 
-use crate::config::{BatchNormConfig, Epilogue, Mode, Reduction, VarianceConvention};
+use crate::config::{BatchNormConfig, DType, Epilogue, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
     FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_MERGE_B, FLAG_RELU,
@@ -161,6 +161,8 @@ struct Bound<'a> {
 struct Piece {
     base: u64,
     len: u64,
+    /// Bytes per element.
+    size: u64,
     chunks: u32,
     chunk_len: u32,
     slot_base: u32,
@@ -168,9 +170,12 @@ struct Piece {
 
 impl Piece {
     /// This piece of a tensor slice.
+    /// Interior pieces hold whole 4-byte words (their length is a multiple of the offset
+    /// alignment); the last one is rounded up to one, inside the tensor's padded slice.
     fn of<'a>(&self, tensor: wgpu::BufferSlice<'a>) -> wgpu::BufferSlice<'a> {
-        let start = tensor.offset() + self.base * 4;
-        tensor.buffer().slice(start..start + self.len * 4)
+        let start = tensor.offset() + self.base * self.size;
+        let bytes = (self.len * self.size).div_ceil(4) * 4;
+        tensor.buffer().slice(start..start + bytes)
     }
 }
 
@@ -234,6 +239,10 @@ impl BatchNorm {
             Reduction::Subgroup if has_subgroups => true,
             Reduction::Subgroup => return Err(BatchNormError::SubgroupsUnavailable),
         };
+        let f16 = config.dtype == DType::F16;
+        if f16 && !device.features().contains(wgpu::Features::SHADER_F16) {
+            return Err(BatchNormError::F16Unavailable);
+        }
         let limits = device.limits();
         let needs = [
             (
@@ -266,7 +275,7 @@ impl BatchNorm {
         }
 
         let (pipelines, dummy) = scoped(device, || {
-            let pipelines = Pipelines::new(device, subgroups);
+            let pipelines = Pipelines::new(device, subgroups, f16);
             let dummy = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-batchnorm.unused-binding"),
                 size: 16,
@@ -779,8 +788,9 @@ impl BatchNorm {
     /// elements within each piece into chunks for the partial passes.
     fn plan(&self, shape: &TensorShape, reduce: bool) -> Result<Plan> {
         let numel = shape.numel() as u64;
-        let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(4) / 4;
-        let max_len = self.limits.max_storage_buffer_binding_size / 4 / align * align;
+        let size = self.config.dtype.size();
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(4) / size;
+        let max_len = self.limits.max_storage_buffer_binding_size / size / align * align;
         if numel > 0 && max_len == 0 {
             return Err(BatchNormError::UnsupportedDevice(format!(
                 "max_storage_buffer_binding_size {} is below min_storage_buffer_offset_alignment {}",
@@ -813,6 +823,7 @@ impl BatchNorm {
             pieces.push(Piece {
                 base,
                 len,
+                size,
                 chunks,
                 chunk_len,
                 slot_base: slots,
@@ -836,8 +847,12 @@ impl BatchNorm {
         for b in &bound {
             let (expected, what) = match b.kind {
                 Kind::Tensor => (
-                    numel * 4,
-                    format!("{numel} f32 for shape {:?}", shape.dims()),
+                    self.config.dtype.tensor_bytes(numel),
+                    format!(
+                        "{numel} {:?} for shape {:?}, rounded up to 4 bytes",
+                        self.config.dtype,
+                        shape.dims()
+                    ),
                 ),
                 Kind::Counter => (4, "one u32".to_string()),
                 Kind::Stats => (

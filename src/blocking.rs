@@ -158,6 +158,17 @@ fn to_f32(bytes: &[u8]) -> Vec<f32> {
 }
 
 impl BatchNorm {
+    /// The blocking layer moves f32 host slices.
+    fn check_f32_host(&self) -> Result<()> {
+        if self.config().dtype != crate::config::DType::F32 {
+            return Err(BatchNormError::InvalidConfig(
+                "the blocking layer takes f32 host slices; f16 tensors go through the recording API"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Blocking forward on host slices: uploads, records [`BatchNorm::forward`], submits,
     /// waits and reads back. [`Epilogue::AddRelu`](crate::Epilogue::AddRelu) needs a residual
     /// and is served by the recording API only (a `MissingBuffer` error here). `affine` is `(gamma, beta)`; `running` is read in eval and
@@ -171,6 +182,7 @@ impl BatchNorm {
         affine: Option<(&[f32], &[f32])>,
         running: Option<&mut HostRunningStats>,
     ) -> Result<HostForward> {
+        self.check_f32_host()?;
         self.check_shape(shape, mode)?;
         let c = shape.channels();
         check_len("x", x, shape.numel())?;
@@ -284,6 +296,7 @@ impl BatchNorm {
         saved: Option<(&[f32], &[f32])>,
         running: Option<&HostRunningStats>,
     ) -> Result<HostBackward> {
+        self.check_f32_host()?;
         self.check_shape(shape, mode)?;
         let c = shape.channels();
         check_len("x", x, shape.numel())?;

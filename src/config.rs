@@ -30,6 +30,37 @@ pub struct BatchNormConfig {
     /// Elementwise work fused into the passes over the tensor. Default
     /// [`Epilogue::None`].
     pub epilogue: Epilogue,
+    /// Element type of the tensors (x, y, dy, dx, residual, dresidual). Default
+    /// [`DType::F32`]. Statistics, gamma, beta and running statistics are always f32.
+    pub dtype: DType,
+}
+
+/// Element type of the tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    #[default]
+    F32,
+    /// 16-bit float (IEEE binary16), computed in f32 inside the kernels. Needs a device
+    /// with `Features::SHADER_F16`. A tensor of n values occupies `2 * n` bytes rounded up
+    /// to a multiple of 4 (wgpu binds whole 4-byte words); the padding is never read or
+    /// written.
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    /// Bytes a tensor of `numel` values occupies: `numel * size`, rounded up to 4.
+    pub fn tensor_bytes(self, numel: u64) -> u64 {
+        (numel * self.size()).div_ceil(4) * 4
+    }
 }
 
 /// Elementwise work fused into batch norm's passes over the tensor, so that it costs no
@@ -111,7 +142,14 @@ impl BatchNormConfig {
             running_var_convention: VarianceConvention::Unbiased,
             skip_non_finite_update: false,
             epilogue: Epilogue::None,
+            dtype: DType::F32,
         }
+    }
+
+    /// Sets the tensors' element type.
+    pub fn dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     /// Sets the fused epilogue.

@@ -3,8 +3,9 @@
 use crate::error::{BatchNormError, Result};
 
 /// Features the crate uses when the adapter has them.
-pub const USEFUL_FEATURES: wgpu::Features =
-    wgpu::Features::SUBGROUP.union(wgpu::Features::TIMESTAMP_QUERY);
+pub const USEFUL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::SHADER_F16);
 
 /// A device opened without a window.
 #[derive(Debug)]

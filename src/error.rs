@@ -145,6 +145,11 @@ pub enum BatchNormError {
     /// The device's limits are below what the kernels need.
     #[error("the device cannot run the kernels: {0}")]
     UnsupportedDevice(String),
+    /// f16 tensors were requested on a device without `Features::SHADER_F16`.
+    #[error(
+        "f16 tensors need a device created with Features::SHADER_F16 (this adapter may not have it; GL never does)"
+    )]
+    F16Unavailable,
     /// Subgroup kernels were requested on a device without `Features::SUBGROUP`.
     #[error("subgroup kernels need a device created with Features::SUBGROUP")]
     SubgroupsUnavailable,

@@ -102,14 +102,20 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 10] = [
     STATS_MERGE,
 ];
 
-/// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper.
-pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool) -> String {
+/// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper,
+/// and the tensor element type `T` (f16 needs `Features::SHADER_F16`).
+pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool, f16: bool) -> String {
     let reduce = if subgroups {
         REDUCE_SUBGROUP
     } else {
         REDUCE_WORKGROUP
     };
-    format!("{COMMON}\n{reduce}\n{}", kernel.source)
+    let element = if f16 {
+        "enable f16;\nalias T = f16;"
+    } else {
+        "alias T = f32;"
+    };
+    format!("{element}\n{COMMON}\n{reduce}\n{}", kernel.source)
 }
 
 /// A kernel's pipeline and bind group layout.
@@ -120,11 +126,11 @@ pub(crate) struct Kernel {
 }
 
 impl Kernel {
-    fn new(device: &wgpu::Device, spec: &KernelSpec, subgroups: bool) -> Self {
+    fn new(device: &wgpu::Device, spec: &KernelSpec, subgroups: bool, f16: bool) -> Self {
         let label = format!("wgpu-batchnorm.{}", spec.name);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(module_source(spec, subgroups).into()),
+            source: wgpu::ShaderSource::Wgsl(module_source(spec, subgroups, f16).into()),
         });
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -188,8 +194,8 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, subgroups: bool) -> Self {
-        let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups);
+    pub(crate) fn new(device: &wgpu::Device, subgroups: bool, f16: bool) -> Self {
+        let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups, f16);
         Self {
             stats_partial: k(&STATS_PARTIAL),
             stats_finalize: k(&STATS_FINALIZE),
@@ -222,13 +228,21 @@ mod tests {
     /// Every module parses and validates with naga, with and without subgroups; needs no GPU.
     #[test]
     fn every_shader_module_validates() {
+        use naga::valid::Capabilities as Caps;
         for spec in ALL_KERNELS {
-            let plain = module_source(&spec, false);
-            validate(&plain, naga::valid::Capabilities::empty())
-                .unwrap_or_else(|e| panic!("{} (workgroup reduction): {e}", spec.name));
-            let sub = module_source(&spec, true);
-            validate(&sub, naga::valid::Capabilities::SUBGROUP)
-                .unwrap_or_else(|e| panic!("{} (subgroup reduction): {e}", spec.name));
+            for f16 in [false, true] {
+                let half = if f16 {
+                    Caps::SHADER_FLOAT16
+                } else {
+                    Caps::empty()
+                };
+                let plain = module_source(&spec, false, f16);
+                validate(&plain, half)
+                    .unwrap_or_else(|e| panic!("{} (workgroup, f16 {f16}): {e}", spec.name));
+                let sub = module_source(&spec, true, f16);
+                validate(&sub, Caps::SUBGROUP | half)
+                    .unwrap_or_else(|e| panic!("{} (subgroup, f16 {f16}): {e}", spec.name));
+            }
         }
     }
 
@@ -236,8 +250,10 @@ mod tests {
     /// can never reach an adapter that lacks it unnoticed.
     #[test]
     fn subgroup_modules_need_the_capability() {
-        let sub = module_source(&STATS_PARTIAL, true);
+        let sub = module_source(&STATS_PARTIAL, true, false);
         assert!(validate(&sub, naga::valid::Capabilities::empty()).is_err());
+        let half = module_source(&STATS_PARTIAL, false, true);
+        assert!(validate(&half, naga::valid::Capabilities::empty()).is_err());
     }
 
     #[test]

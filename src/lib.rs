@@ -44,7 +44,7 @@ pub use batchnorm::{
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use config::{
-    BatchNormConfig, Epilogue, Mode, MomentumConvention, Reduction, VarianceConvention,
+    BatchNormConfig, DType, Epilogue, Mode, MomentumConvention, Reduction, VarianceConvention,
 };
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
