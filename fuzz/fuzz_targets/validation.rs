@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wgpu_batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError, DType,
     Epilogue, ForwardBuffers, HeadlessGpu, Layout, Mode, RunningStats, SavedStats, TensorShape,
 };
 
@@ -41,6 +41,7 @@ struct Input {
     track: bool,
     skip_non_finite: bool,
     epilogue: u8,
+    f16: bool,
     train: bool,
     backward: bool,
     channels_last: bool,
@@ -54,7 +55,7 @@ struct Input {
 
 struct Gpu {
     gpu: HeadlessGpu,
-    layers: Mutex<HashMap<[u32; 7], BatchNorm>>,
+    layers: Mutex<HashMap<[u32; 8], BatchNorm>>,
 }
 
 fn gpu() -> &'static Gpu {
@@ -92,8 +93,16 @@ fuzz_target!(|input: Input| {
             0 => Epilogue::None,
             1 => Epilogue::Relu,
             _ => Epilogue::AddRelu,
-        });
+        })
+        .dtype(
+            if input.f16 && device.features().contains(wgpu::Features::SHADER_F16) {
+                DType::F16
+            } else {
+                DType::F32
+            },
+        );
     let key = [
+        u32::from(config.dtype == DType::F16),
         u32::from(input.epilogue % 3),
         u32::from(config.skip_non_finite_update),
         config.num_features as u32,
@@ -129,7 +138,7 @@ fuzz_target!(|input: Input| {
     let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
     let need = |role: usize| -> u64 {
         match role {
-            0 | 1 | 9 | 13..=15 => 4 * shape.numel() as u64,
+            0 | 1 | 9 | 13..=15 => config.dtype.tensor_bytes(shape.numel() as u64),
             6 | 12 => 4,
             _ => 4 * shape.channels() as u64,
         }
