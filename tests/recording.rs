@@ -42,24 +42,7 @@ fn slice<'a>(buffer: &'a wgpu::Buffer, pool: &Pool, i: usize) -> wgpu::BufferSli
 }
 
 fn read(gpu: &wgpu_batchnorm::HeadlessGpu, buffer: &wgpu::Buffer) -> Vec<u8> {
-    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("test readback"),
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    gpu.queue.submit([encoder.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .unwrap();
-    let bytes = staging.slice(..).get_mapped_range().unwrap().to_vec();
-    staging.unmap();
-    bytes
+    read_bytes(&gpu.device, &gpu.queue, buffer)
 }
 
 fn floats(bytes: &[u8], pool: &Pool, i: usize) -> Vec<f32> {

@@ -5,42 +5,17 @@
 mod common;
 
 use common::*;
-use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{
     AffineParams, BatchNorm, BatchNormConfig, BatchNormError, ChannelStats, ForwardBuffers,
     HostRunningStats, Layout, Mode, RunningStats, SavedStats, TensorShape,
 };
 
 fn upload(data: &[f32]) -> wgpu::Buffer {
-    gpu()
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
+    upload_f32(&gpu().device, data)
 }
 
 fn read(buffer: &wgpu::Buffer) -> Vec<f32> {
-    let gpu = gpu();
-    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    gpu.queue.submit([encoder.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .unwrap();
-    let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
-    staging.unmap();
-    v
+    read_f32(&gpu().device, &gpu().queue, buffer)
 }
 
 fn submit(record: impl FnOnce(&mut wgpu::CommandEncoder)) {

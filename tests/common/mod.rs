@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
-    BatchNorm, HeadlessGpu, HostRunningStats, Mode, Reduction, TensorShape, reference,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, DType, Epilogue, ForwardBuffers,
+    HeadlessGpu, HostRunningStats, Mode, Reduction, RunningStats, SavedStats, TensorShape,
+    reference,
 };
 
 /// Relative L2 bound on ordinary data.
@@ -240,4 +242,249 @@ pub fn check(
     rng: &mut StdRng,
 ) {
     check_on(&gpu().queue, bn, mode, shape, data, tol, rng);
+}
+
+/// A storage buffer holding `bytes`.
+pub fn upload_bytes(device: &wgpu::Device, bytes: &[u8]) -> wgpu::Buffer {
+    wgpu::util::DeviceExt::create_buffer_init(
+        device,
+        &wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        },
+    )
+}
+
+/// A storage buffer holding f32 values.
+pub fn upload_f32(device: &wgpu::Device, v: &[f32]) -> wgpu::Buffer {
+    upload_bytes(device, bytemuck::cast_slice(v))
+}
+
+/// A tensor of `dtype` holding `v` (f16: rounded, padded to a whole 4-byte word with NaN).
+pub fn upload_tensor(device: &wgpu::Device, dtype: DType, v: &[f32]) -> wgpu::Buffer {
+    match dtype {
+        DType::F32 => upload_f32(device, v),
+        DType::F16 => {
+            let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            if h.len() % 2 == 1 {
+                h.push(half::f16::NAN);
+            }
+            upload_bytes(device, bytemuck::cast_slice(&h))
+        }
+    }
+}
+
+/// `v` rounded to `dtype` (and back to f32, exactly).
+pub fn round_to(dtype: DType, v: &[f32]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => v.to_vec(),
+        DType::F16 => v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),
+    }
+}
+
+/// The bytes of `buffer`, after everything submitted so far.
+pub fn read_bytes(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer) -> Vec<u8> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test readback"),
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    queue.submit([encoder.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let bytes = staging.slice(..).get_mapped_range().unwrap().to_vec();
+    staging.unmap();
+    bytes
+}
+
+/// The f32 values of `buffer`.
+pub fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(&read_bytes(device, queue, buffer))
+}
+
+/// The first `n` values of a `dtype` tensor, as f32.
+pub fn read_tensor(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    dtype: DType,
+    buffer: &wgpu::Buffer,
+    n: usize,
+) -> Vec<f32> {
+    let bytes = read_bytes(device, queue, buffer);
+    match dtype {
+        DType::F32 => bytemuck::pod_collect_to_vec(&bytes[..4 * n]),
+        DType::F16 => {
+            let h: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes[..(2 * n).div_ceil(4) * 4]);
+            h[..n].iter().map(|x| x.to_f32()).collect()
+        }
+    }
+}
+
+/// Forward and backward of `bn` (any dtype, epilogue, affine or not, tracked or not)
+/// recorded into one encoder on fresh data with poisoned outputs, every output compared
+/// with the f64 reference on the same (dtype-rounded) inputs within `tol`.
+pub fn check_recorded(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    bn: &BatchNorm,
+    mode: Mode,
+    shape: &TensorShape,
+    tol: f64,
+    rng: &mut StdRng,
+) {
+    let config = *bn.config();
+    let dtype = config.dtype;
+    let (n, c) = (shape.numel(), shape.channels());
+    let case = format!(
+        "{:?} {:?} {mode:?} {config:?}",
+        shape.layout(),
+        shape.dims()
+    );
+    let x = round_to(dtype, &normal(rng, n, 1.0, 2.0));
+    let z = round_to(dtype, &normal(rng, n, 0.0, 1.0));
+    let dy = round_to(dtype, &normal(rng, n, 0.2, 1.0));
+    let gamma = normal(rng, c, 1.0, 0.3);
+    let beta = normal(rng, c, 0.0, 0.5);
+    let (rm, rv) = (normal(rng, c, 1.0, 0.2), uniform(rng, c, 2.0, 6.0));
+    let add = config.epilogue == Epilogue::AddRelu;
+    let fused = config.epilogue != Epilogue::None;
+    let poison = vec![f32::NAN; n];
+    let (xb, zb, dyb) = (
+        upload_tensor(device, dtype, &x),
+        upload_tensor(device, dtype, &z),
+        upload_tensor(device, dtype, &dy),
+    );
+    let [yb, dxb, dzb] = [(); 3].map(|_| upload_tensor(device, dtype, &poison));
+    let (gb, bb) = (upload_f32(device, &gamma), upload_f32(device, &beta));
+    let (rmb, rvb, tb) = (
+        upload_f32(device, &rm),
+        upload_f32(device, &rv),
+        upload_f32(device, &[0.0]),
+    );
+    let [smb, sib, dgb, dbb] = [(); 4].map(|_| upload_f32(device, &vec![f32::NAN; c]));
+    let batch = config.uses_batch_stats(mode);
+    let saved = batch.then(|| SavedStats {
+        mean: smb.slice(..),
+        invstd: sib.slice(..),
+    });
+    let running = config.track_running_stats.then(|| RunningStats {
+        mean: rmb.slice(..),
+        var: rvb.slice(..),
+        num_batches_tracked: Some(tb.slice(..)),
+        skipped_batches: None,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    bn.forward(
+        &mut encoder,
+        mode,
+        shape,
+        &ForwardBuffers {
+            x: xb.slice(..),
+            y: yb.slice(..),
+            residual: add.then(|| zb.slice(..)),
+            affine: config.affine.then(|| AffineParams {
+                gamma: gb.slice(..),
+                beta: bb.slice(..),
+            }),
+            running,
+            saved,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{case}: {e}"));
+    let bwd_running = (!batch).then(|| RunningStats {
+        num_batches_tracked: None,
+        ..running.unwrap()
+    });
+    bn.backward(
+        &mut encoder,
+        mode,
+        shape,
+        &BackwardBuffers {
+            x: xb.slice(..),
+            dy: dyb.slice(..),
+            dx: dxb.slice(..),
+            y: fused.then(|| yb.slice(..)),
+            dresidual: add.then(|| dzb.slice(..)),
+            gamma: config.affine.then(|| gb.slice(..)),
+            grads: config.affine.then(|| AffineGrads {
+                dgamma: dgb.slice(..),
+                dbeta: dbb.slice(..),
+            }),
+            saved,
+            running: bwd_running,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{case}: {e}"));
+    queue.submit([encoder.finish()]);
+
+    let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let y = read_tensor(device, queue, dtype, &yb, n);
+    let mut want_running = config.track_running_stats.then(|| reference::RunningStats {
+        mean: widen(&rm),
+        var: widen(&rv),
+        num_batches_tracked: 0,
+    });
+    let before = want_running.clone();
+    let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
+    let mut want = reference::forward(&config, mode, shape, &x, affine, want_running.as_mut());
+    reference::apply_epilogue(&mut want.y, add.then_some(z.as_slice()), config.epilogue);
+    assert_close(&case, "y", &y, &want.y, tol);
+    let (sm, si) = (read_f32(device, queue, &smb), read_f32(device, queue, &sib));
+    if let Some((wm, ws)) = &want.saved {
+        assert_close(&case, "save_mean", &sm, wm, tol);
+        assert_close(&case, "save_invstd", &si, ws, tol);
+    }
+    if let Some(w) = &want_running {
+        assert_close(
+            &case,
+            "running_mean",
+            &read_f32(device, queue, &rmb),
+            &w.mean,
+            tol,
+        );
+        assert_close(
+            &case,
+            "running_var",
+            &read_f32(device, queue, &rvb),
+            &w.var,
+            tol,
+        );
+    }
+    let through = reference::through_epilogue(&dy, &y, config.epilogue);
+    let want = reference::backward(
+        &config,
+        mode,
+        shape,
+        &x,
+        &through,
+        config.affine.then_some(gamma.as_slice()),
+        batch.then_some((sm.as_slice(), si.as_slice())),
+        before.as_ref(),
+    );
+    assert_close(
+        &case,
+        "dx",
+        &read_tensor(device, queue, dtype, &dxb, n),
+        &want.dx,
+        tol,
+    );
+    if let Some((wg, wb)) = &want.dgamma_dbeta {
+        assert_close(&case, "dgamma", &read_f32(device, queue, &dgb), wg, tol);
+        assert_close(&case, "dbeta", &read_f32(device, queue, &dbb), wb, tol);
+    }
+    if add {
+        assert_close(
+            &case,
+            "dz",
+            &read_tensor(device, queue, dtype, &dzb, n),
+            &widen(&through),
+            tol,
+        );
+    }
 }
