@@ -9,7 +9,7 @@
 //! caller's [`wgpu::CommandEncoder`] on the caller's buffer slices and never submit, poll or
 //! read back. [`BatchNorm::forward_host`] and [`BatchNorm::backward_host`] are a small
 //! blocking layer over host slices, and [`HeadlessGpu`] opens a device without a window.
-//! [`reference`] is the f64 CPU reference the tests check every GPU result against, and
+//! [`reference`](mod@reference) is the f64 CPU reference the tests check every GPU result against, and
 //! [`fold`] folds an eval-mode layer into the linear or convolution layer before it.
 //!
 //! ```no_run

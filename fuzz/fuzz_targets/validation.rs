@@ -78,14 +78,11 @@ fuzz_target!(|input: Input| {
         assert!(BatchNorm::new(device, arbitrary).is_err());
     }
     // ... while the layers that record come from a small set, so that pipelines are built
-    // once each (every build costs the software driver a shader compilation).
-    let config = BatchNormConfig::new(usize::from(input.num_features) % 4 + 1)
-        .eps(if input.eps.to_bits() % 2 == 0 {
-            1e-5
-        } else {
-            1e-3
-        })
-        .momentum(input.momentum.map(|_| 0.1))
+    // once each (every build costs the software driver a shader compilation and memory).
+    // Momentum and the non-finite skip only change the running update's arithmetic, so they
+    // vary together, keeping the set of layers (each a pipeline build) to 144.
+    let config = BatchNormConfig::new(usize::from(input.num_features) % 3 + 1)
+        .momentum((!input.skip_non_finite).then_some(0.1))
         .affine(input.affine)
         .track_running_stats(input.track)
         .skip_non_finite_update(input.skip_non_finite)
