@@ -50,15 +50,10 @@ fn relu_and_residual_relu_every_mode_layout_and_reduction() {
 
 #[test]
 fn epilogues_on_tensors_processed_in_pieces() {
-    let adapter = &gpu().adapter;
-    let mut limits = adapter.limits();
-    limits.max_storage_buffer_binding_size = 4096;
-    limits.min_storage_buffer_offset_alignment = 256;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: limits,
-        ..Default::default()
-    }))
-    .unwrap();
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
     let mut rng = rng();
     let shape = TensorShape::channels_first(&[5, 3, 11, 13]).unwrap();
     for epilogue in [Epilogue::Relu, Epilogue::AddRelu] {

@@ -76,19 +76,13 @@ fn f16_tensors_every_mode_layout_epilogue_and_reduction() {
 
 #[test]
 fn f16_tensors_in_pieces() {
-    let adapter = &gpu().adapter;
     if !f16_or_error(&gpu().device) {
         return;
     }
-    let mut limits = adapter.limits();
-    limits.max_storage_buffer_binding_size = 4096;
-    limits.min_storage_buffer_offset_alignment = 256;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_features: wgpu::Features::SHADER_F16,
-        required_limits: limits,
-        ..Default::default()
-    }))
-    .unwrap();
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
     let mut rng = rng();
     let shape = TensorShape::channels_first(&[5, 3, 13, 11]).unwrap(); // 2,145 values
     let config = BatchNormConfig::new(3).dtype(DType::F16);

@@ -12,20 +12,6 @@ use wgpu_batchnorm::{
     TensorShape, reference,
 };
 
-/// A device of the test adapter with adjusted limits.
-fn device_with(adjust: impl FnOnce(&mut wgpu::Limits)) -> (wgpu::Device, wgpu::Queue) {
-    let adapter = &gpu().adapter;
-    let mut limits = adapter.limits();
-    adjust(&mut limits);
-    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("reliability test"),
-        required_features: adapter.features() & wgpu_batchnorm::USEFUL_FEATURES,
-        required_limits: limits,
-        ..Default::default()
-    }))
-    .expect("device with adjusted limits")
-}
-
 /// Forward and backward of one case on `queue`, compared with the reference.
 fn check_case(
     bn: &BatchNorm,

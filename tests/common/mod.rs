@@ -51,6 +51,20 @@ fn require_subgroups_if_asked(gpu: &HeadlessGpu) {
     }
 }
 
+/// A device of the test adapter with adjusted limits.
+pub fn device_with(adjust: impl FnOnce(&mut wgpu::Limits)) -> (wgpu::Device, wgpu::Queue) {
+    let adapter = &gpu().adapter;
+    let mut limits = adapter.limits();
+    adjust(&mut limits);
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("test device with adjusted limits"),
+        required_features: adapter.features() & wgpu_batchnorm::USEFUL_FEATURES,
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .expect("device with adjusted limits")
+}
+
 /// The reductions this device can run: always shared memory, and subgroups when present.
 pub fn reductions(gpu: &HeadlessGpu) -> Vec<Reduction> {
     let mut r = vec![Reduction::Workgroup];
