@@ -185,6 +185,17 @@ struct Plan {
     slots: u32,
 }
 
+impl Plan {
+    /// The plan of the per-channel kernels reading one statistics record per channel
+    /// (given or merged statistics): no pieces, one slot.
+    fn one_record() -> Self {
+        Self {
+            pieces: Vec::new(),
+            slots: 1,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Scratch {
     partials: Option<wgpu::Buffer>,
@@ -313,12 +324,7 @@ impl BatchNorm {
 
     /// Checks `shape` against the configuration for a call in `mode`.
     pub fn check_shape(&self, shape: &TensorShape, mode: Mode) -> Result<()> {
-        if shape.channels() != self.config.num_features {
-            return Err(BatchNormError::ChannelMismatch {
-                expected: self.config.num_features,
-                got: shape.channels(),
-            });
-        }
+        self.check_channels(shape)?;
         if self.config.uses_batch_stats(mode) && shape.per_channel() == 1 {
             return Err(BatchNormError::TooFewValuesPerChannel {
                 dims: shape.dims().to_vec(),
@@ -394,12 +400,7 @@ impl BatchNorm {
                 label: Some("wgpu-batchnorm.statistics"),
                 timestamp_writes: None,
             });
-            for piece in &plan.pieces {
-                let params = self.params_buffer(shape, &plan, Some(piece), 0)?;
-                let groups = shape.channels() * piece.chunks as usize;
-                let x = piece.of(x);
-                self.dispatch(&mut pass, &p.stats_partial, &params, &[x, partials], groups);
-            }
+            self.record_stats_partials(&mut pass, shape, &plan, 0, x, partials)?;
             let dummy = self.dummy.slice(..);
             let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
             self.dispatch(
@@ -432,11 +433,7 @@ impl BatchNorm {
                     Bound::stats("out", out, true),
                 ],
             )?;
-            let plan = Plan {
-                pieces: Vec::new(),
-                slots: 1,
-            };
-            let params = self.params_buffer(&shape, &plan, None, FLAG_MERGE_B)?;
+            let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("wgpu-batchnorm.merge-statistics"),
                 timestamp_writes: None,
@@ -451,6 +448,25 @@ impl BatchNorm {
             );
             Ok(())
         })
+    }
+
+    /// The statistics partial pass over every piece of `x`, into `partials`.
+    fn record_stats_partials(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        shape: &TensorShape,
+        plan: &Plan,
+        flags: u32,
+        x: wgpu::BufferSlice<'_>,
+        partials: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        for piece in &plan.pieces {
+            let params = self.params_buffer(shape, plan, Some(piece), flags)?;
+            let groups = shape.channels() * piece.chunks as usize;
+            let kernel = &self.pipelines.stats_partial;
+            self.dispatch(pass, kernel, &params, &[piece.of(x), partials], groups);
+        }
+        Ok(())
     }
 
     fn check_channels(&self, shape: &TensorShape) -> Result<()> {
@@ -556,17 +572,10 @@ impl BatchNorm {
         }
         flags |= epilogue_flags(cfg.epilogue);
         let plan = self.plan(shape, batch && given.is_none())?;
-        let global = match given {
-            // Given statistics are read as one partial record per channel.
-            Some(_) => {
-                let one = Plan {
-                    pieces: Vec::new(),
-                    slots: 1,
-                };
-                self.params_buffer(shape, &one, None, flags)?
-            }
-            None => self.params_buffer(shape, &plan, None, flags)?,
-        };
+        let one_record = Plan::one_record();
+        // Given statistics are read as one partial record per channel.
+        let global_plan = given.map_or(&plan, |_| &one_record);
+        let global = self.params_buffer(shape, global_plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.dummy.slice(..);
@@ -580,25 +589,21 @@ impl BatchNorm {
             timestamp_writes: None,
         });
         match (saved, running) {
-            (Some(s), _) if given.is_some() => self.dispatch(
-                &mut pass,
-                &p.stats_finalize,
-                &global,
-                &[given.unwrap_or(dummy), gamma, beta, chan, s.mean, s.invstd],
-                per_channel,
-            ),
-            (Some(s), _) if !empty => {
-                for piece in &plan.pieces {
-                    let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-                    let groups = shape.channels() * piece.chunks as usize;
-                    let x = piece.of(bufs.x);
-                    self.dispatch(&mut pass, &p.stats_partial, &params, &[x, partials], groups);
-                }
+            (Some(s), _) if given.is_some() || !empty => {
+                let stats = match given {
+                    Some(g) => g,
+                    None => {
+                        self.record_stats_partials(
+                            &mut pass, shape, &plan, flags, bufs.x, partials,
+                        )?;
+                        partials
+                    }
+                };
                 self.dispatch(
                     &mut pass,
                     &p.stats_finalize,
                     &global,
-                    &[partials, gamma, beta, chan, s.mean, s.invstd],
+                    &[stats, gamma, beta, chan, s.mean, s.invstd],
                     per_channel,
                 );
             }
