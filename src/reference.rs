@@ -51,8 +51,17 @@ pub struct Forward {
 pub struct Backward {
     /// Gradient with respect to x.
     pub dx: Vec<f64>,
+    /// The condition scale of `dx` (see [`scaled_error`]): in training mode
+    /// `|gamma * invstd * (dy - mean(dy))|`, the largest of the terms that
+    /// `dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` cancels; `|dx|` in
+    /// eval mode, where nothing cancels.
+    pub dx_abs: Vec<f64>,
     /// Gradients of gamma and beta, when affine.
     pub dgamma_dbeta: Option<(Vec<f64>, Vec<f64>)>,
+    /// The condition scales of the gradients of gamma and beta, when affine: per channel
+    /// `sum(|dy * xhat|)` and `sum(|dy|)`, the sums of the terms' magnitudes. See
+    /// [`scaled_error`].
+    pub dgamma_dbeta_abs: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 /// The values of channel `c`, in order.
@@ -185,7 +194,9 @@ pub fn backward(
     };
     let m = shape.per_channel() as f64;
     let mut dx = vec![0.0; x.len()];
+    let mut dx_abs = vec![0.0; x.len()];
     let (mut dgamma, mut dbeta) = (Vec::new(), Vec::new());
+    let (mut dgamma_abs, mut dbeta_abs) = (Vec::new(), Vec::new());
     for c in 0..shape.channels() {
         let g = gamma.map_or(1.0, |g| f64::from(g[c]));
         let xhat = |i: usize| (f64::from(x[i]) - mean[c]) * invstd[c];
@@ -194,11 +205,23 @@ pub fn backward(
             .collect();
         let sum_dy: f64 = idx.iter().map(|&i| f64::from(dy[i])).sum();
         let sum_dy_xhat: f64 = idx.iter().map(|&i| f64::from(dy[i]) * xhat(i)).sum();
+        dgamma_abs.push(
+            idx.iter()
+                .map(|&i| (f64::from(dy[i]) * xhat(i)).abs())
+                .sum(),
+        );
+        dbeta_abs.push(idx.iter().map(|&i| f64::from(dy[i]).abs()).sum());
         for &i in &idx {
+            let centred = f64::from(dy[i]) - sum_dy / m;
             dx[i] = if batch {
-                g * invstd[c] * (f64::from(dy[i]) - sum_dy / m - xhat(i) * sum_dy_xhat / m)
+                g * invstd[c] * (centred - xhat(i) * sum_dy_xhat / m)
             } else {
                 f64::from(dy[i]) * g * invstd[c]
+            };
+            dx_abs[i] = if batch {
+                (g * invstd[c] * centred).abs()
+            } else {
+                dx[i].abs()
             };
         }
         dgamma.push(sum_dy_xhat);
@@ -206,7 +229,9 @@ pub fn backward(
     }
     Backward {
         dx,
+        dx_abs,
         dgamma_dbeta: config.affine.then_some((dgamma, dbeta)),
+        dgamma_dbeta_abs: config.affine.then_some((dgamma_abs, dbeta_abs)),
     }
 }
 
@@ -234,6 +259,51 @@ pub fn relative_l2_error(got: &[f32], want: &[f64]) -> (f64, usize) {
         diff2.sqrt()
     };
     (err, worst.1)
+}
+
+/// Per channel, the mean of `|x|`: the condition scale of the channel's mean (see
+/// [`scaled_error`]).
+pub fn mean_abs(shape: &TensorShape, x: &[f32]) -> Vec<f64> {
+    let n = shape.per_channel().max(1) as f64;
+    (0..shape.channels())
+        .map(|c| channel(shape, x, c).map(f64::abs).sum::<f64>() / n)
+        .collect()
+}
+
+/// Error of values that are computed by cancellation, measured against their condition:
+/// `||got - want|| / ||s||` with `s[i] = max(|want[i]|, scale[i])`, where `scale[i]` is the
+/// size of the terms that cancel in `want[i]`, and the index of the largest difference.
+///
+/// A sum is only as precise as its terms: rounding each to f32 moves it by up to about
+/// 6e-8 times the sum of their magnitudes, so a sum whose terms nearly cancel (a channel
+/// mean near zero, a `sum(dy)` near zero, a `dx` of a channel with few values, where
+/// `dy - mean(dy)` and `xhat * mean(dy * xhat)` nearly agree) cannot be kept to 1e-5 of
+/// itself by any f32 computation, but can be kept to 1e-5 of the terms. The scales are
+/// [`mean_abs`] for means, [`Backward::dgamma_dbeta_abs`] for the parameter gradients and
+/// [`Backward::dx_abs`] for `dx`. Where nothing cancels the scale is `|want|` and this
+/// is [`relative_l2_error`].
+pub fn scaled_error(got: &[f32], want: &[f64], scale: &[f64]) -> (f64, usize) {
+    assert_eq!(scale.len(), want.len(), "lengths differ");
+    let (rel, at) = relative_l2_error(got, want);
+    if !rel.is_finite() {
+        return (rel, at);
+    }
+    let diff2: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, w)| (f64::from(g) - w).powi(2))
+        .sum();
+    let norm2: f64 = want
+        .iter()
+        .zip(scale)
+        .map(|(w, s)| w.abs().max(*s).powi(2))
+        .sum();
+    let err = if norm2 > 0.0 {
+        (diff2 / norm2).sqrt()
+    } else {
+        diff2.sqrt()
+    };
+    (err, at)
 }
 
 /// Applies a fused epilogue to a reference forward's output in place: adds the residual
