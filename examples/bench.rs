@@ -1,0 +1,553 @@
+//! GPU benchmark: training forward, eval forward and backward of batch norm per shape and
+//! layout, timed with timestamp queries, next to a streaming kernel measured in the same
+//! run on tensors of the same size.
+//!
+//! ```text
+//! cargo run --release --example bench                    # the full suite (a real GPU)
+//! cargo run --release --example bench -- --quick         # small shapes, software adapters
+//! cargo run --release --example bench -- --json out.json --reps 100 --warmup 10
+//! ```
+//!
+//! Each figure is the median over `--reps` repetitions after `--warmup` untimed ones. Every
+//! repetition is one submission, waited for before the next, with a timestamp written
+//! before its first dispatch (once all earlier work has finished) and one after its last:
+//! GPU time of the whole call, no host time in it. Inputs rotate over enough sets that
+//! their bytes together exceed 256 MiB, so a tensor smaller than the L2 cache is not timed
+//! from the cache.
+//!
+//! Byte counts (B = the tensor's bytes): training forward 3B (read for statistics, read
+//! again and write y), eval 2B, backward 5B (read x and dy for the sums, read them again
+//! and write dx). The streaming kernel, `y = 2x + 1` on vec4 in a grid-stride loop, moves
+//! 2B; "% stream" is a pass's effective bandwidth over the streaming kernel's on the same
+//! B. `benches/pytorch_bn.py` writes PyTorch's figures in the same JSON form and
+//! `benches/join.py` joins the two into a speedup table.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use wgpu_batchnorm::{
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, ForwardBuffers,
+    HeadlessGpu, Mode, RunningStats, SavedStats, TensorShape,
+};
+
+/// One shape of the suite: logical (N, C, *spatial) and its memory layout.
+#[derive(Clone, Copy)]
+struct Case {
+    dims: &'static [usize],
+    layout: &'static str,
+}
+
+/// The issue's suite: the shapes PyTorch was measured on, in both layouts.
+const FULL: &[Case] = &[
+    Case {
+        dims: &[32, 64, 112, 112],
+        layout: "NCHW",
+    },
+    Case {
+        dims: &[32, 64, 112, 112],
+        layout: "NHWC",
+    },
+    Case {
+        dims: &[64, 256, 56, 56],
+        layout: "NCHW",
+    },
+    Case {
+        dims: &[64, 256, 56, 56],
+        layout: "NHWC",
+    },
+    Case {
+        dims: &[256, 2048, 7, 7],
+        layout: "NCHW",
+    },
+    Case {
+        dims: &[256, 2048, 7, 7],
+        layout: "NHWC",
+    },
+    Case {
+        dims: &[16, 32, 256, 256],
+        layout: "NCHW",
+    },
+    Case {
+        dims: &[16, 32, 256, 256],
+        layout: "NHWC",
+    },
+    Case {
+        dims: &[4096, 4096],
+        layout: "NC",
+    },
+];
+
+/// Small shapes of the same kinds, for software adapters.
+const QUICK: &[Case] = &[
+    Case {
+        dims: &[8, 16, 32, 32],
+        layout: "NCHW",
+    },
+    Case {
+        dims: &[8, 16, 32, 32],
+        layout: "NHWC",
+    },
+    Case {
+        dims: &[16, 128, 7, 7],
+        layout: "NCHW",
+    },
+    Case {
+        dims: &[16, 128, 7, 7],
+        layout: "NHWC",
+    },
+    Case {
+        dims: &[512, 256],
+        layout: "NC",
+    },
+];
+
+const PASSES: [(&str, u64); 3] = [("fwd-train", 3), ("fwd-eval", 2), ("backward", 5)];
+
+/// Input sets rotate until their bytes together reach this (above the L2 of current GPUs).
+const ROTATE_BYTES: u64 = 256 << 20;
+
+const STREAM_WGSL: &str = r"
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = arrayLength(&dst);
+    for (var i = gid.x; i < n; i = i + nwg.x * 256u) {
+        dst[i] = 2.0 * src[i] + vec4<f32>(1.0);
+    }
+}
+";
+
+struct Options {
+    quick: bool,
+    reps: usize,
+    warmup: usize,
+    json: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        reps: 0,
+        warmup: 0,
+        json: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--reps" => {
+                o.reps = value("--reps")?
+                    .parse()
+                    .map_err(|e| format!("--reps: {e}"))?
+            }
+            "--warmup" => {
+                o.warmup = value("--warmup")?
+                    .parse()
+                    .map_err(|e| format!("--warmup: {e}"))?
+            }
+            "--json" => o.json = Some(value("--json")?),
+            "-h" | "--help" => {
+                println!(
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH]\n\
+                     times training forward, eval forward and backward per shape and layout"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if o.reps == 0 {
+        o.reps = if o.quick { 15 } else { 100 };
+    }
+    if o.warmup == 0 {
+        o.warmup = if o.quick { 3 } else { 10 };
+    }
+    Ok(o)
+}
+
+/// Times `record` (one repetition into the given encoder, for input set `set`) with
+/// timestamp queries; returns the median in milliseconds.
+struct Timer<'a> {
+    gpu: &'a HeadlessGpu,
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    period_ns: f64,
+}
+
+impl<'a> Timer<'a> {
+    fn new(gpu: &'a HeadlessGpu) -> Self {
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("bench timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let buffer = |usage| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench timestamps"),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Self {
+            gpu,
+            queries,
+            resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            period_ns: f64::from(gpu.queue.get_timestamp_period()),
+        }
+    }
+
+    /// An empty compute pass that writes timestamp `index` at its end (once every earlier
+    /// command has finished).
+    fn stamp(&self, encoder: &mut wgpu::CommandEncoder, index: u32) {
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("bench timestamp"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &self.queries,
+                beginning_of_pass_write_index: None,
+                end_of_pass_write_index: Some(index),
+            }),
+        });
+    }
+
+    fn median_ms(
+        &self,
+        opts: &Options,
+        sets: usize,
+        mut record: impl FnMut(&mut wgpu::CommandEncoder, usize),
+    ) -> Result<f64, Box<dyn std::error::Error>> {
+        let device = &self.gpu.device;
+        let mut times = Vec::with_capacity(opts.reps);
+        for rep in 0..opts.warmup + opts.reps {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            self.stamp(&mut encoder, 0);
+            record(&mut encoder, rep % sets);
+            self.stamp(&mut encoder, 1);
+            encoder.resolve_query_set(&self.queries, 0..2, &self.resolve, 0);
+            encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
+            self.gpu.queue.submit([encoder.finish()]);
+            let slice = self.readback.slice(..);
+            slice.map_async(wgpu::MapMode::Read, |r| r.expect("map timestamps"));
+            device.poll(wgpu::PollType::wait_indefinitely())?;
+            let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&slice.get_mapped_range()?[..16]);
+            self.readback.unmap();
+            if rep >= opts.warmup {
+                times.push(ticks[1].wrapping_sub(ticks[0]) as f64 * self.period_ns * 1e-6);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+}
+
+fn storage(gpu: &HeadlessGpu, bytes: u64) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench tensor"),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+fn filled(gpu: &HeadlessGpu, data: &[f32]) -> wgpu::Buffer {
+    let b = storage(gpu, 4 * data.len() as u64);
+    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    b
+}
+
+fn normal(rng: &mut StdRng, n: usize, mean: f64, std: f64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random::<f64>();
+            (mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
+}
+
+/// One measured figure.
+struct Row {
+    dims: Vec<usize>,
+    layout: &'static str,
+    pass: &'static str,
+    bytes: u64,
+    ms: f64,
+    stream_ms: f64,
+}
+
+impl Row {
+    fn gbps(&self) -> f64 {
+        self.bytes as f64 / (self.ms * 1e6)
+    }
+    /// Effective bandwidth over the streaming kernel's (2B in `stream_ms`).
+    fn of_stream(&self, tensor_bytes: u64) -> f64 {
+        self.gbps() / (2.0 * tensor_bytes as f64 / (self.stream_ms * 1e6))
+    }
+}
+
+fn shape_of(case: &Case) -> Result<TensorShape, wgpu_batchnorm::BatchNormError> {
+    match case.layout {
+        "NHWC" => {
+            let d = case.dims;
+            let mut nhwc = vec![d[0]];
+            nhwc.extend_from_slice(&d[2..]);
+            nhwc.push(d[1]);
+            TensorShape::channels_last(&nhwc)
+        }
+        _ => TensorShape::channels_first(case.dims),
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let opts = parse_args()?;
+    let gpu = HeadlessGpu::open()?;
+    let info = gpu.adapter.get_info();
+    println!("adapter: {}", gpu.describe());
+    if !gpu
+        .device
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        return Err(format!(
+            "{} ({:?}) has no timestamp queries (Features::TIMESTAMP_QUERY); the benchmark times GPU work \
+             with them only. Run it on an adapter that has them (e.g. WGPU_BACKEND=vulkan).",
+            info.name, info.backend
+        )
+        .into());
+    }
+    let suite = if opts.quick { QUICK } else { FULL };
+    let mut rng = StdRng::seed_from_u64(1);
+    let stream_module = gpu
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("bench stream"),
+            source: wgpu::ShaderSource::Wgsl(STREAM_WGSL.into()),
+        });
+    let stream = gpu
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("bench stream"),
+            layout: None,
+            module: &stream_module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    let timer = Timer::new(&gpu);
+    let mut rows = Vec::new();
+    for case in suite {
+        let shape = shape_of(case)?;
+        let c = shape.channels();
+        let n = shape.numel();
+        let bytes = 4 * n as u64;
+        let sets = ROTATE_BYTES.div_ceil(bytes).clamp(2, 16) as usize;
+        let x_host = normal(&mut rng, n, 0.5, 2.0);
+        let dy_host = normal(&mut rng, n, 0.0, 1.0);
+        let xs: Vec<_> = (0..sets).map(|_| filled(&gpu, &x_host)).collect();
+        let dys: Vec<_> = (0..sets).map(|_| filled(&gpu, &dy_host)).collect();
+        let ys: Vec<_> = (0..sets).map(|_| storage(&gpu, bytes)).collect();
+        let gamma = filled(&gpu, &normal(&mut rng, c, 1.0, 0.2));
+        let beta = filled(&gpu, &normal(&mut rng, c, 0.0, 0.2));
+        let rmean = filled(&gpu, &vec![0.0; c]);
+        let rvar = filled(&gpu, &vec![1.0; c]);
+        let tracked = filled(&gpu, &[0.0]);
+        let smean = storage(&gpu, 4 * c as u64);
+        let sinvstd = storage(&gpu, 4 * c as u64);
+        let dgamma = storage(&gpu, 4 * c as u64);
+        let dbeta = storage(&gpu, 4 * c as u64);
+        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?;
+        let running = || RunningStats {
+            mean: rmean.slice(..),
+            var: rvar.slice(..),
+            num_batches_tracked: Some(tracked.slice(..)),
+            skipped_batches: None,
+        };
+        let saved = || SavedStats {
+            mean: smean.slice(..),
+            invstd: sinvstd.slice(..),
+        };
+        let affine = || AffineParams {
+            gamma: gamma.slice(..),
+            beta: beta.slice(..),
+        };
+
+        // The streaming kernel on the same bytes, same rotation.
+        let stream_groups: Vec<_> = (0..sets)
+            .map(|s| {
+                gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("bench stream"),
+                    layout: &stream.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: xs[s].as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: ys[s].as_entire_binding(),
+                        },
+                    ],
+                })
+            })
+            .collect();
+        let vec4s = (n / 4) as u32;
+        let groups = vec4s.div_ceil(256).clamp(1, 65535);
+        let stream_ms = timer.median_ms(&opts, sets, |encoder, s| {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&stream);
+            pass.set_bind_group(0, &stream_groups[s], &[]);
+            pass.dispatch_workgroups(groups, 1, 1);
+        })?;
+
+        for (pass, times) in PASSES {
+            let ms = timer.median_ms(&opts, sets, |encoder, s| {
+                let result = match pass {
+                    "fwd-train" | "fwd-eval" => {
+                        let mode = if pass == "fwd-train" {
+                            Mode::Train
+                        } else {
+                            Mode::Eval
+                        };
+                        bn.forward(
+                            encoder,
+                            mode,
+                            &shape,
+                            &ForwardBuffers {
+                                x: xs[s].slice(..bytes),
+                                y: ys[s].slice(..bytes),
+                                residual: None,
+                                affine: Some(affine()),
+                                running: Some(running()),
+                                saved: (mode == Mode::Train).then(saved),
+                            },
+                        )
+                    }
+                    _ => bn.backward(
+                        encoder,
+                        Mode::Train,
+                        &shape,
+                        &BackwardBuffers {
+                            x: xs[s].slice(..bytes),
+                            dy: dys[s].slice(..bytes),
+                            dx: ys[s].slice(..bytes),
+                            y: None,
+                            dresidual: None,
+                            gamma: Some(gamma.slice(..)),
+                            grads: Some(AffineGrads {
+                                dgamma: dgamma.slice(..),
+                                dbeta: dbeta.slice(..),
+                            }),
+                            saved: Some(saved()),
+                            running: None,
+                        },
+                    ),
+                };
+                result.expect("recording a benchmark pass");
+            })?;
+            let row = Row {
+                dims: case.dims.to_vec(),
+                layout: case.layout,
+                pass,
+                bytes: times * bytes,
+                ms,
+                stream_ms,
+            };
+            println!(
+                "{:>20} {:<4} {:<9} {:>9.4} ms {:>7.1} GB/s {:>5.1}% of stream ({:.1} GB/s)",
+                format!("{:?}", case.dims),
+                case.layout,
+                pass,
+                row.ms,
+                row.gbps(),
+                100.0 * row.of_stream(bytes),
+                2.0 * bytes as f64 / (stream_ms * 1e6),
+            );
+            rows.push(row);
+        }
+    }
+
+    let commit = std::env::var("WGPU_BATCHNORM_COMMIT").unwrap_or_else(|_| {
+        std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map_or("unknown".into(), |o| {
+                String::from_utf8_lossy(&o.stdout).trim().to_string()
+            })
+    });
+    let json = to_json(&info, &commit, &opts, &rows);
+    if let Some(path) = &opts.json {
+        std::fs::write(path, json)?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
+
+/// The figures as JSON, in the form `benches/pytorch_bn.py` writes too.
+fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row]) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_date((secs / 86_400) as i64);
+    let mut out = String::from("{\n");
+    out += "  \"impl\": \"wgpu-batchnorm\",\n";
+    out += &format!(
+        "  \"device\": \"{}\",\n  \"driver\": \"{} {}\",\n  \"backend\": \"{:?}\",\n",
+        escape(&info.name),
+        escape(&info.driver),
+        escape(&info.driver_info),
+        info.backend
+    );
+    out += &format!("  \"date\": \"{y:04}-{m:02}-{d:02}\",\n  \"commit\": \"{commit}\",\n");
+    out += &format!(
+        "  \"reps\": {},\n  \"warmup\": {},\n  \"results\": [\n",
+        opts.reps, opts.warmup
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let tensor_bytes = r.bytes / PASSES.iter().find(|p| p.0 == r.pass).map_or(1, |p| p.1);
+        out += &format!(
+            "    {{\"shape\": {:?}, \"layout\": \"{}\", \"pass\": \"{}\", \"bytes\": {}, \"ms\": {:.6}, \"gbps\": {:.2}, \"stream_ms\": {:.6}, \"stream_pct\": {:.2}}}{}\n",
+            r.dims,
+            r.layout,
+            r.pass,
+            r.bytes,
+            r.ms,
+            r.gbps(),
+            r.stream_ms,
+            100.0 * r.of_stream(tensor_bytes),
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    out += "  ]\n}\n";
+    out
+}
