@@ -52,9 +52,9 @@ pub struct Backward {
     /// Gradient with respect to x.
     pub dx: Vec<f64>,
     /// The condition scale of `dx` (see [`scaled_error`]): in training mode
-    /// `|gamma * invstd * (dy - mean(dy))|`, the largest of the terms that
-    /// `dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` cancels; `|dx|` in
-    /// eval mode, where nothing cancels.
+    /// `|gamma * invstd| * (|dy| + |mean(dy)| + |xhat * mean(dy * xhat)|)`, the magnitudes
+    /// of the terms that `dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))`
+    /// adds; `|dx|` in eval mode, where nothing cancels.
     pub dx_abs: Vec<f64>,
     /// Gradients of gamma and beta, when affine.
     pub dgamma_dbeta: Option<(Vec<f64>, Vec<f64>)>,
@@ -212,14 +212,16 @@ pub fn backward(
         );
         dbeta_abs.push(idx.iter().map(|&i| f64::from(dy[i]).abs()).sum());
         for &i in &idx {
-            let centred = f64::from(dy[i]) - sum_dy / m;
             dx[i] = if batch {
-                g * invstd[c] * (centred - xhat(i) * sum_dy_xhat / m)
+                g * invstd[c] * (f64::from(dy[i]) - sum_dy / m - xhat(i) * sum_dy_xhat / m)
             } else {
                 f64::from(dy[i]) * g * invstd[c]
             };
             dx_abs[i] = if batch {
-                (g * invstd[c] * centred).abs()
+                (g * invstd[c]).abs()
+                    * (f64::from(dy[i]).abs()
+                        + (sum_dy / m).abs()
+                        + (xhat(i) * sum_dy_xhat / m).abs())
             } else {
                 dx[i].abs()
             };
@@ -277,7 +279,7 @@ pub fn mean_abs(shape: &TensorShape, x: &[f32]) -> Vec<f64> {
 /// A sum is only as precise as its terms: rounding each to f32 moves it by up to about
 /// 6e-8 times the sum of their magnitudes, so a sum whose terms nearly cancel (a channel
 /// mean near zero, a `sum(dy)` near zero, a `dx` of a channel with few values, where
-/// `dy - mean(dy)` and `xhat * mean(dy * xhat)` nearly agree) cannot be kept to 1e-5 of
+/// `dy`, `mean(dy)` and `xhat * mean(dy * xhat)` nearly cancel) cannot be kept to 1e-5 of
 /// itself by any f32 computation, but can be kept to 1e-5 of the terms. The scales are
 /// [`mean_abs`] for means, [`Backward::dgamma_dbeta_abs`] for the parameter gradients and
 /// [`Backward::dx_abs`] for `dx`. Where nothing cancels the scale is `|want|` and this

@@ -299,7 +299,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     if n > 0 {
         // With few values per channel, dx can be a near cancellation of terms some 1/eps
         // larger (two values: gamma * invstd * eps / (var + eps) * (dy_1 - dy_2) / 2), so its
-        // error is measured against those terms (`reference::scaled_error`).
+        // error is measured against the terms' magnitudes (`reference::scaled_error`).
         assert_close_scaled(&label, "dx", &get(dxi, n), &want.dx, &want.dx_abs, TOL);
     }
     if let (Some((wg, wb)), Some((ag, ab))) = (&want.dgamma_dbeta, &want.dgamma_dbeta_abs) {
