@@ -37,7 +37,9 @@ struct Params {
     chunks: u32,
     slot_base: u32,
     slots: u32,
-    _pad0: u32,
+    // Channels per workgroup of the `*_rows.wgsl` partial passes (a power of two dividing
+    // WG; 0 where they are not used).
+    lanes: u32,
     _pad1: u32,
     eps: f32,
     // Weight of the new batch in the running statistics (both momentum conventions).

@@ -122,14 +122,26 @@ const MIN_ELEMENTS_PER_INVOCATION: usize = 4;
 /// Entries kept in the cache of parameter buffers before it is emptied.
 const PARAMS_CACHE_LIMIT: usize = 256;
 
+/// Channels per workgroup of the `*_rows` partial passes, used where a channel's elements
+/// are C apart (inner = 1: channels-last, and (N, C)); 0 (the per-channel passes) otherwise.
+/// A power of two up to 64, so a row of invocations reads up to 256 consecutive bytes.
+pub(crate) fn row_lanes(shape: &TensorShape) -> u32 {
+    if shape.outer_inner().1 != 1 {
+        return 0;
+    }
+    shape.channels().next_power_of_two().min(64) as u32
+}
+
 /// How a channel's `count` elements are split for the partial passes: `chunks` runs of
-/// `chunk_len` (a multiple of the workgroup size), the last possibly shorter.
-pub(crate) fn plan_chunks(count: usize, channels: usize) -> (u32, u32) {
-    let wg = WORKGROUP_SIZE as usize;
-    let by_size = count.div_ceil(wg * MIN_ELEMENTS_PER_INVOCATION).max(1);
-    let wanted = TARGET_WORKGROUPS.div_ceil(channels).max(1);
+/// `chunk_len`, the last possibly shorter. `units` workgroup tasks cover the channels for
+/// each chunk (C for the per-channel passes, C / lanes for the row passes), and `threads`
+/// invocations share one channel's chunk (the workgroup, or its rows); `chunk_len` is a
+/// multiple of `threads`.
+pub(crate) fn plan_chunks(count: usize, units: usize, threads: usize) -> (u32, u32) {
+    let by_size = count.div_ceil(threads * MIN_ELEMENTS_PER_INVOCATION).max(1);
+    let wanted = TARGET_WORKGROUPS.div_ceil(units).max(1);
     let chunks = wanted.min(by_size).min(MAX_CHUNKS);
-    let chunk_len = count.div_ceil(chunks).div_ceil(wg) * wg;
+    let chunk_len = count.div_ceil(chunks).div_ceil(threads) * threads;
     let chunks = count.div_ceil(chunk_len);
     (chunks as u32, chunk_len as u32)
 }
@@ -183,6 +195,8 @@ impl Piece {
 struct Plan {
     pieces: Vec<Piece>,
     slots: u32,
+    /// Channels per workgroup of the row partial passes; 0: the per-channel passes.
+    lanes: u32,
 }
 
 impl Plan {
@@ -192,7 +206,19 @@ impl Plan {
         Self {
             pieces: Vec::new(),
             slots: 1,
+            lanes: 0,
         }
+    }
+
+    /// Workgroup tasks of a partial pass over `piece`: (channel, chunk) pairs, or (block of
+    /// `lanes` channels, chunk) pairs for the row passes.
+    fn partial_groups(&self, channels: usize, piece: &Piece) -> usize {
+        let units = if self.lanes > 0 {
+            channels.div_ceil(self.lanes as usize)
+        } else {
+            channels
+        };
+        units * piece.chunks as usize
     }
 }
 
@@ -462,8 +488,12 @@ impl BatchNorm {
     ) -> Result<()> {
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, plan, Some(piece), flags)?;
-            let groups = shape.channels() * piece.chunks as usize;
-            let kernel = &self.pipelines.stats_partial;
+            let groups = plan.partial_groups(shape.channels(), piece);
+            let kernel = if plan.lanes > 0 {
+                &self.pipelines.stats_partial_rows
+            } else {
+                &self.pipelines.stats_partial
+            };
             self.dispatch(pass, kernel, &params, &[piece.of(x), partials], groups);
         }
         Ok(())
@@ -751,12 +781,17 @@ impl BatchNorm {
         }
         for piece in plan.pieces.iter().filter(|pc| pc.chunks > 0) {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-            let groups = shape.channels() * piece.chunks as usize;
+            let groups = plan.partial_groups(shape.channels(), piece);
             let (x, dy) = (piece.of(bufs.x), piece.of(bufs.dy));
             let y = y.map_or(dummy, |y| piece.of(y));
+            let kernel = if plan.lanes > 0 {
+                &p.backward_partial_rows
+            } else {
+                &p.backward_partial
+            };
             self.dispatch(
                 &mut pass,
-                &p.backward_partial,
+                kernel,
                 &params,
                 &[x, dy, chan, partials, y],
                 groups,
@@ -803,6 +838,16 @@ impl BatchNorm {
                 self.limits.min_storage_buffer_offset_alignment
             )));
         }
+        let lanes = if reduce { row_lanes(shape) } else { 0 };
+        let (units, threads) = if lanes > 0 {
+            let lanes = lanes as usize;
+            (
+                shape.channels().div_ceil(lanes),
+                WORKGROUP_SIZE as usize / lanes,
+            )
+        } else {
+            (shape.channels(), WORKGROUP_SIZE as usize)
+        };
         let mut pieces = Vec::new();
         let mut slots = 0u32;
         let mut base = 0u64;
@@ -821,7 +866,7 @@ impl BatchNorm {
                         .max()
                         .unwrap_or(0)
                 };
-                plan_chunks(longest.max(1), shape.channels())
+                plan_chunks(longest.max(1), units, threads)
             } else {
                 (0, 0)
             };
@@ -836,7 +881,11 @@ impl BatchNorm {
             slots += chunks;
             base += len;
         }
-        Ok(Plan { pieces, slots })
+        Ok(Plan {
+            pieces,
+            slots,
+            lanes,
+        })
     }
 
     /// Sizes, alignment, usage, binding limits and aliasing of every bound slice. The
@@ -934,6 +983,7 @@ impl BatchNorm {
             chunks: piece.chunks,
             slot_base: piece.slot_base,
             slots: plan.slots,
+            lanes: plan.lanes,
             eps: self.config.eps,
             momentum: self.config.new_batch_weight().unwrap_or(0.0),
             flags,
@@ -1219,27 +1269,35 @@ mod tests {
 
     #[test]
     fn chunk_plans_cover_every_element_once() {
-        for &(count, channels) in &[
-            (1, 1),
-            (2, 3),
-            (255, 1),
-            (257, 2),
-            (1 << 20, 3),
-            (49, 2048),
-            (12544, 64),
-            (1_000_003, 1),
+        let wg = WORKGROUP_SIZE as usize;
+        for &(count, units, threads) in &[
+            (1, 1, wg),
+            (2, 3, wg),
+            (255, 1, wg),
+            (257, 2, wg),
+            (1 << 20, 3, wg),
+            (49, 2048, wg),
+            (12544, 64, wg),
+            (1_000_003, 1, wg),
+            (1, 1, 4),
+            (4096, 64, 4),
+            (802_816, 1, 4),
+            (12_544, 32, 4),
+            (5, 1, 64),
         ] {
-            let (chunks, len) = plan_chunks(count, channels);
+            let (chunks, len) = plan_chunks(count, units, threads);
             let (chunks, len) = (chunks as usize, len as usize);
             assert!(
                 (1..=MAX_CHUNKS).contains(&chunks),
-                "{count} {channels}: {chunks}"
+                "{count} {units}: {chunks}"
             );
-            assert_eq!(len % WORKGROUP_SIZE as usize, 0);
+            assert_eq!(len % threads, 0);
             assert!(chunks * len >= count, "{count}: {chunks} x {len}");
             assert!((chunks - 1) * len < count, "{count}: empty last chunk");
         }
         // A long channel is split across many workgroups.
-        assert!(plan_chunks(1 << 20, 1).0 > 100);
+        assert!(plan_chunks(1 << 20, 1, wg).0 > 100);
+        // Channels-last with 64 channels in one block: the GPU is still filled.
+        assert!(plan_chunks(802_816, 1, 4).0 >= 200);
     }
 }

@@ -43,7 +43,7 @@ pub(crate) struct Params {
     pub chunks: u32,
     pub slot_base: u32,
     pub slots: u32,
-    pub _pad0: u32,
+    pub lanes: u32,
     pub _pad1: u32,
     pub eps: f32,
     pub momentum: f32,
@@ -77,26 +77,31 @@ macro_rules! kernel {
 
 // The binding lists mirror each kernel's `@binding` declarations.
 pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", &[4, 16]);
+pub(crate) const STATS_PARTIAL_ROWS: KernelSpec = kernel!("stats_partial_rows", &[4, 16]);
 pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", &[16, 4, 4, 16, 4, 4]);
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", &[4, 4, 4, 4, 16]);
 pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", &[16, 4, 4, 4, 4]);
 pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4, 4]);
 pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", &[4, 4, 4, 16]);
 pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16, 4]);
+pub(crate) const BACKWARD_PARTIAL_ROWS: KernelSpec =
+    kernel!("backward_partial_rows", &[4, 4, 16, 16, 4]);
 pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
 pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16]);
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 10] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 12] = [
     STATS_PARTIAL,
+    STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
     EVAL_COEFFS,
     RUNNING_UPDATE,
     NORMALIZE,
     BACKWARD_PREP,
     BACKWARD_PARTIAL,
+    BACKWARD_PARTIAL_ROWS,
     BACKWARD_FINALIZE,
     BACKWARD_DX,
     STATS_MERGE,
@@ -182,12 +187,14 @@ impl Kernel {
 #[derive(Debug)]
 pub(crate) struct Pipelines {
     pub stats_partial: Kernel,
+    pub stats_partial_rows: Kernel,
     pub stats_finalize: Kernel,
     pub eval_coeffs: Kernel,
     pub running_update: Kernel,
     pub normalize: Kernel,
     pub backward_prep: Kernel,
     pub backward_partial: Kernel,
+    pub backward_partial_rows: Kernel,
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
     pub stats_merge: Kernel,
@@ -198,12 +205,14 @@ impl Pipelines {
         let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups, f16);
         Self {
             stats_partial: k(&STATS_PARTIAL),
+            stats_partial_rows: k(&STATS_PARTIAL_ROWS),
             stats_finalize: k(&STATS_FINALIZE),
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
             normalize: k(&NORMALIZE),
             backward_prep: k(&BACKWARD_PREP),
             backward_partial: k(&BACKWARD_PARTIAL),
+            backward_partial_rows: k(&BACKWARD_PARTIAL_ROWS),
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             stats_merge: k(&STATS_MERGE),

@@ -1,0 +1,63 @@
+// Backward, pass 1, for tensors whose channel is the innermost axis (inner = 1), laid out
+// as `stats_partial_rows.wgsl`: a workgroup takes a block of `p.lanes` channels and one run
+// (chunk) of their elements, invocations of a row read consecutive addresses. Partial sums
+//   (sum dy, sum dy * (x - mean))
+// with dy taken through the fused epilogue's ReLU when there is one, per invocation and
+// then over the rows of each lane in a fixed-order tree, written as `backward_partial.wgsl`
+// writes them: partials[c * slots + slot_base + chunk].
+// CPU twin: `reference::backward`.
+
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> dy: array<T>;
+@group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
+// The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
+@group(0) @binding(5) var<storage, read_write> y: array<T>;
+
+var<workgroup> tile: array<vec2<f32>, WG>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lanes = p.lanes;
+    let rows = WG / lanes;
+    let lane = lid % lanes;
+    let row = lid / lanes;
+    let blocks = (p.channels + lanes - 1u) / lanes;
+    let tasks = blocks * p.chunks;
+    for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
+        let block = g / p.chunks;
+        let chunk = g - block * p.chunks;
+        let c = block * lanes + lane;
+        var s = vec2<f32>(0.0);
+        if (c < p.channels) {
+            let mean = chan[p.channels + c].x;
+            let k_hi = first_k_at(c, p.base + p.len);
+            let start = first_k_at(c, p.base) + chunk * p.chunk_len;
+            let end = min(start + p.chunk_len, k_hi);
+            for (var k = start + row; k < end; k = k + rows) {
+                let i = k * p.channels + c - p.base;
+                var g_out = f32(dy[i]);
+                if ((p.flags & FLAG_RELU) != 0u) {
+                    g_out = through_epilogue(g_out, f32(y[i]));
+                }
+                s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
+            }
+        }
+        tile[lid] = s;
+        workgroupBarrier();
+        for (var h = rows / 2u; h > 0u; h = h >> 1u) {
+            if (row < h) {
+                tile[lid] = tile[lid] + tile[lid + h * lanes];
+            }
+            workgroupBarrier();
+        }
+        if (row == 0u && c < p.channels) {
+            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(tile[lid], 0.0, 0.0);
+        }
+        workgroupBarrier();
+    }
+}
