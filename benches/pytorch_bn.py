@@ -45,6 +45,13 @@ PASSES = [("fwd-train", 3), ("fwd-eval", 2), ("backward", 5)]
 ROTATE_BYTES = 256 << 20
 
 
+def parse_case(text):
+    dims, _, layout = text.partition(":")
+    if layout not in ("NCHW", "NHWC", "NC"):
+        raise SystemExit(f"--case {text!r}: layout must be NCHW, NHWC or NC")
+    return tuple(int(d) for d in dims.split("x")), layout
+
+
 def tensor(shape, layout, mean, std):
     t = torch.randn(shape, device="cuda") * std + mean
     if layout == "NHWC":
@@ -86,13 +93,19 @@ def main():
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=0)
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        help="DIMS:LAYOUT, e.g. 8x64x56x56:NHWC (repeatable; replaces the suite)",
+    )
     args = ap.parse_args()
     reps = args.reps or (15 if args.quick else 100)
     warmup = args.warmup or (3 if args.quick else 10)
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script times PyTorch on a CUDA GPU")
     torch.manual_seed(1)
-    suite = QUICK if args.quick else FULL
+    suite = [parse_case(c) for c in args.case] or (QUICK if args.quick else FULL)
     print(
         f"device: {torch.cuda.get_device_name()}, driver {driver_version()}, "
         f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"

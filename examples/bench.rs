@@ -6,6 +6,7 @@
 //! cargo run --release --example bench                    # the full suite (a real GPU)
 //! cargo run --release --example bench -- --quick         # small shapes, software adapters
 //! cargo run --release --example bench -- --json out.json --reps 100 --warmup 10
+//! cargo run --release --example bench -- --case 8x64x56x56:NHWC --case 4096x512:NC
 //! ```
 //!
 //! Each figure is the median over `--reps` repetitions after `--warmup` untimed ones. Every
@@ -31,71 +32,112 @@ use wgpu_batchnorm::{
 };
 
 /// One shape of the suite: logical (N, C, *spatial) and its memory layout.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Case {
+    /// Logical (N, C, *spatial).
+    dims: Vec<usize>,
+    layout: &'static str,
+}
+
+/// A case of the built-in suites.
+struct Known {
     dims: &'static [usize],
     layout: &'static str,
 }
 
+impl Known {
+    fn case(&self) -> Case {
+        Case {
+            dims: self.dims.to_vec(),
+            layout: self.layout,
+        }
+    }
+}
+
+/// `NxCxHxW:LAYOUT` (LAYOUT one of NCHW, NHWC, NC; any rank from 2 to 5).
+fn parse_case(s: &str) -> Result<Case, String> {
+    let (dims, layout) = s.split_once(':').ok_or(format!(
+        "--case {s:?}: expected DIMS:LAYOUT, e.g. 8x64x56x56:NHWC"
+    ))?;
+    let dims = dims
+        .split('x')
+        .map(|d| d.parse::<usize>().map_err(|e| format!("--case {s:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layout = match layout {
+        "NCHW" => "NCHW",
+        "NHWC" => "NHWC",
+        "NC" => "NC",
+        other => {
+            return Err(format!(
+                "--case {s:?}: layout {other:?} is not NCHW, NHWC or NC"
+            ));
+        }
+    };
+    if !(2..=5).contains(&dims.len()) {
+        return Err(format!("--case {s:?}: rank {} is not 2 to 5", dims.len()));
+    }
+    Ok(Case { dims, layout })
+}
+
 /// The issue's suite: the shapes PyTorch was measured on, in both layouts.
-const FULL: &[Case] = &[
-    Case {
+const FULL: &[Known] = &[
+    Known {
         dims: &[32, 64, 112, 112],
         layout: "NCHW",
     },
-    Case {
+    Known {
         dims: &[32, 64, 112, 112],
         layout: "NHWC",
     },
-    Case {
+    Known {
         dims: &[64, 256, 56, 56],
         layout: "NCHW",
     },
-    Case {
+    Known {
         dims: &[64, 256, 56, 56],
         layout: "NHWC",
     },
-    Case {
+    Known {
         dims: &[256, 2048, 7, 7],
         layout: "NCHW",
     },
-    Case {
+    Known {
         dims: &[256, 2048, 7, 7],
         layout: "NHWC",
     },
-    Case {
+    Known {
         dims: &[16, 32, 256, 256],
         layout: "NCHW",
     },
-    Case {
+    Known {
         dims: &[16, 32, 256, 256],
         layout: "NHWC",
     },
-    Case {
+    Known {
         dims: &[4096, 4096],
         layout: "NC",
     },
 ];
 
 /// Small shapes of the same kinds, for software adapters.
-const QUICK: &[Case] = &[
-    Case {
+const QUICK: &[Known] = &[
+    Known {
         dims: &[8, 16, 32, 32],
         layout: "NCHW",
     },
-    Case {
+    Known {
         dims: &[8, 16, 32, 32],
         layout: "NHWC",
     },
-    Case {
+    Known {
         dims: &[16, 128, 7, 7],
         layout: "NCHW",
     },
-    Case {
+    Known {
         dims: &[16, 128, 7, 7],
         layout: "NHWC",
     },
-    Case {
+    Known {
         dims: &[512, 256],
         layout: "NC",
     },
@@ -124,6 +166,7 @@ struct Options {
     reps: usize,
     warmup: usize,
     json: Option<String>,
+    cases: Vec<Case>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -132,6 +175,7 @@ fn parse_args() -> Result<Options, String> {
         reps: 0,
         warmup: 0,
         json: None,
+        cases: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -149,10 +193,12 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--warmup: {e}"))?
             }
             "--json" => o.json = Some(value("--json")?),
+            "--case" => o.cases.push(parse_case(&value("--case")?)?),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH]\n\
-                     times training forward, eval forward and backward per shape and layout"
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...]\n\
+                     times training forward, eval forward and backward per shape and layout;\n\
+                     --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
                 std::process::exit(0);
             }
@@ -293,13 +339,13 @@ impl Row {
 fn shape_of(case: &Case) -> Result<TensorShape, wgpu_batchnorm::BatchNormError> {
     match case.layout {
         "NHWC" => {
-            let d = case.dims;
+            let d = &case.dims;
             let mut nhwc = vec![d[0]];
             nhwc.extend_from_slice(&d[2..]);
             nhwc.push(d[1]);
             TensorShape::channels_last(&nhwc)
         }
-        _ => TensorShape::channels_first(case.dims),
+        _ => TensorShape::channels_first(&case.dims),
     }
 }
 
@@ -320,7 +366,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let suite = if opts.quick { QUICK } else { FULL };
+    let suite: Vec<Case> = if !opts.cases.is_empty() {
+        opts.cases.clone()
+    } else if opts.quick {
+        QUICK.iter().map(Known::case).collect()
+    } else {
+        FULL.iter().map(Known::case).collect()
+    };
     let mut rng = StdRng::seed_from_u64(1);
     let stream_module = gpu
         .device
@@ -340,7 +392,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     let timer = Timer::new(&gpu);
     let mut rows = Vec::new();
-    for case in suite {
+    for case in &suite {
         let shape = shape_of(case)?;
         let c = shape.channels();
         let n = shape.numel();
@@ -450,7 +502,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 result.expect("recording a benchmark pass");
             })?;
             let row = Row {
-                dims: case.dims.to_vec(),
+                dims: case.dims.clone(),
                 layout: case.layout,
                 pass,
                 bytes: times * bytes,
