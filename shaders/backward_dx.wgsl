@@ -20,8 +20,11 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let stride = nwg.x * nwg.y * WG;
-    for (var i = linear_workgroup(wid, nwg) * WG + lid; i < p.len; i = i + stride) {
-        let q = chan[channel_of(p.base + i)];
+    let first = linear_workgroup(wid, nwg) * WG + lid;
+    var walk = flat_walk_from(p.base + first, stride);
+    for (var i = first; i < p.len; i = i + stride) {
+        let q = chan[walk.c];
+        walk = flat_walk_next(walk);
         var g = f32(dy[i]);
         if ((p.flags & FLAG_RELU) != 0u) {
             g = through_epilogue(g, f32(y[i]));

@@ -29,8 +29,10 @@ fn main(
         let start = first_k_at(c, p.base) + chunk * p.chunk_len;
         let end = min(start + p.chunk_len, k_hi);
         var s = vec2<f32>(0.0);
+        var walk = walk_from(start + lid, WG);
         for (var k = start + lid; k < end; k = k + WG) {
-            let i = elem_index(c, k) - p.base;
+            let i = walk_index(walk, c) - p.base;
+            walk = walk_next(walk);
             var g_out = f32(dy[i]);
             if ((p.flags & FLAG_RELU) != 0u) {
                 g_out = through_epilogue(g_out, f32(y[i]));

@@ -74,9 +74,67 @@ fn first_k_at(c: u32, e: u32) -> u32 {
     return (o + 1u) * p.inner;
 }
 
-// Channel of flat index `i` (in the whole tensor).
-fn channel_of(i: u32) -> u32 {
-    return (i / p.inner) % p.channels;
+// Elements k, k + step, k + 2 step, ... of one channel, walked without a division per
+// element (elem_index divides k by inner): k = o * inner + i, advanced by step =
+// step_o * inner + step_i with one carry.
+struct Walk {
+    o: u32,
+    i: u32,
+    step_o: u32,
+    step_i: u32,
+}
+
+fn walk_from(k: u32, step: u32) -> Walk {
+    let o = k / p.inner;
+    let so = step / p.inner;
+    return Walk(o, k - o * p.inner, so, step - so * p.inner);
+}
+
+fn walk_next(w: Walk) -> Walk {
+    var r = w;
+    r.o = r.o + r.step_o;
+    r.i = r.i + r.step_i;
+    if (r.i >= p.inner) {
+        r.i = r.i - p.inner;
+        r.o = r.o + 1u;
+    }
+    return r;
+}
+
+// elem_index(c, k) of the walk's current element k.
+fn walk_index(w: Walk, c: u32) -> u32 {
+    return (w.o * p.channels + c) * p.inner + w.i;
+}
+
+// Flat indices f, f + step, ... (in the whole tensor) and their channels c = (f / inner) % C,
+// walked without a division per element: i = f % inner.
+struct FlatWalk {
+    i: u32,
+    c: u32,
+    step_i: u32,
+    step_c: u32,
+}
+
+fn flat_walk_from(f: u32, step: u32) -> FlatWalk {
+    let q = f / p.inner;
+    let sq = step / p.inner;
+    return FlatWalk(f - q * p.inner, q % p.channels, step - sq * p.inner, sq % p.channels);
+}
+
+fn flat_walk_next(w: FlatWalk) -> FlatWalk {
+    var r = w;
+    r.i = r.i + r.step_i;
+    var c = r.c + r.step_c;
+    if (r.i >= p.inner) {
+        r.i = r.i - p.inner;
+        c = c + 1u;
+    }
+    // c < 2C here: one wrap suffices.
+    if (c >= p.channels) {
+        c = c - p.channels;
+    }
+    r.c = c;
+    return r;
 }
 
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.

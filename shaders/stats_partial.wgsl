@@ -29,8 +29,10 @@ fn main(
         let start = k_lo + chunk * p.chunk_len;
         let end = min(start + p.chunk_len, k_hi);
         var w = welford_empty();
+        var walk = walk_from(start + lid, WG);
         for (var k = start + lid; k < end; k = k + WG) {
-            w = welford_push(w, f32(x[elem_index(c, k) - p.base]) - shift);
+            w = welford_push(w, f32(x[walk_index(walk, c) - p.base]) - shift);
+            walk = walk_next(walk);
         }
         let r = reduce_welford(lid, w);
         if (lid == 0u) {
