@@ -226,6 +226,14 @@ mod tests {
 
     fn validate(source: &str, caps: naga::valid::Capabilities) -> Result<(), String> {
         let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+        // The pipelines use entry point `main`, a compute shader of WG invocations.
+        let main = module.entry_points.iter().find(|e| e.name == "main");
+        match main {
+            Some(e)
+                if e.stage == naga::ShaderStage::Compute
+                    && e.workgroup_size == [WORKGROUP_SIZE, 1, 1] => {}
+            _ => return Err("no compute entry point `main` with @workgroup_size(256)".into()),
+        }
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
