@@ -122,14 +122,20 @@ const MIN_ELEMENTS_PER_INVOCATION: usize = 4;
 /// Entries kept in the cache of parameter buffers before it is emptied.
 const PARAMS_CACHE_LIMIT: usize = 256;
 
+/// Most channels per workgroup of the `*_rows` partial passes: a row of 8 f32 is one
+/// 32-byte memory sector, all of it used, and narrow blocks leave C / 8 blocks times the
+/// chunks to fill the GPU (with 64 lanes a 64-channel tensor would be one block, so at most
+/// `MAX_CHUNKS` workgroups).
+pub(crate) const MAX_LANES: u32 = 8;
+
 /// Channels per workgroup of the `*_rows` partial passes, used where a channel's elements
-/// are C apart (inner = 1: channels-last, and (N, C)); 0 (the per-channel passes) otherwise.
-/// A power of two up to 64, so a row of invocations reads up to 256 consecutive bytes.
+/// are C apart (inner = 1: channels-last, and (N, C)): C rounded up to a power of two, at
+/// most [`MAX_LANES`]; 0 (the per-channel passes) otherwise.
 pub(crate) fn row_lanes(shape: &TensorShape) -> u32 {
     if shape.outer_inner().1 != 1 {
         return 0;
     }
-    shape.channels().next_power_of_two().min(64) as u32
+    (shape.channels().next_power_of_two() as u32).min(MAX_LANES)
 }
 
 /// How a channel's `count` elements are split for the partial passes: `chunks` runs of
@@ -1297,7 +1303,8 @@ mod tests {
         }
         // A long channel is split across many workgroups.
         assert!(plan_chunks(1 << 20, 1, wg).0 > 100);
-        // Channels-last with 64 channels in one block: the GPU is still filled.
-        assert!(plan_chunks(802_816, 1, 4).0 >= 200);
+        // Channels-last with 64 channels: eight blocks of 8 lanes (32 rows), 2048 workgroups.
+        let rows = (WORKGROUP_SIZE / MAX_LANES) as usize;
+        assert_eq!(8 * plan_chunks(401_408, 8, rows).0, 2048);
     }
 }
