@@ -1,6 +1,7 @@
 //! Fuzz target for the validation layer: arbitrary configurations, shapes, modes, buffer
-//! slices (buffer, offset, size, usage) and optional buffers are handed to the recording
-//! API on a real (software) device. Properties:
+//! slices (buffer, offset, size, usage) and optional buffers are handed to every recording
+//! call (forward, backward, statistics, merge_statistics, forward_with_statistics) on a
+//! real (software) device. Properties:
 //! - it never panics;
 //! - a call it accepts records work that wgpu accepts too (`CommandEncoder::finish` under
 //!   an error scope reports nothing);
@@ -43,14 +44,18 @@ struct Input {
     epilogue: u8,
     f16: bool,
     train: bool,
-    backward: bool,
+    /// Which recording call: forward, backward, statistics, merge_statistics,
+    /// forward_with_statistics (modulo 5).
+    call: u8,
     channels_last: bool,
     dims: Vec<u8>,
     /// Whether each of the four pool buffers has STORAGE usage.
     storage: [bool; 4],
     /// x, y / dy, gamma, beta, running mean, running var, tracked, save mean, save invstd,
-    /// dx, dgamma, dbeta, skipped batches, residual, backward's y, dresidual.
-    slices: [Option<Slice>; 16],
+    /// dx, dgamma, dbeta, skipped batches, residual, backward's y, dresidual, statistics
+    /// records a (the statistics pass's output, the merge's first input, the synchronized
+    /// forward's statistics) and b (the merge's second input), merge output.
+    slices: [Option<Slice>; 19],
 }
 
 struct Gpu {
@@ -137,11 +142,12 @@ fuzz_target!(|input: Input| {
         match role {
             0 | 1 | 9 | 13..=15 => config.dtype.tensor_bytes(shape.numel() as u64),
             6 | 12 => 4,
+            16..=18 => 16 * shape.channels() as u64,
             _ => 4 * shape.channels() as u64,
         }
     };
     let region = (4 * shape.numel() as u64)
-        .max(4 * shape.channels() as u64)
+        .max(16 * shape.channels() as u64)
         .max(4);
     let region = region.div_ceil(align) * align;
     let buffers: Vec<wgpu::Buffer> = input
@@ -189,26 +195,22 @@ fuzz_target!(|input: Input| {
     let pair = |a: usize, b: usize| slices[a].zip(slices[b]);
     let mode = if input.train { Mode::Train } else { Mode::Eval };
     let mut encoder = device.create_command_encoder(&Default::default());
-    let result = match (input.backward, slices[0], slices[1], slices[9]) {
-        (false, Some(x), Some(y), _) => bn.forward(
-            &mut encoder,
-            mode,
-            &shape,
-            &ForwardBuffers {
-                x,
-                y,
-                residual: slices[13],
-                affine: pair(2, 3).map(|(gamma, beta)| AffineParams { gamma, beta }),
-                running: pair(4, 5).map(|(mean, var)| RunningStats {
-                    mean,
-                    var,
-                    num_batches_tracked: slices[6],
-                    skipped_batches: slices[12],
-                }),
-                saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
-            },
-        ),
-        (true, Some(x), Some(dy), Some(dx)) => bn.backward(
+    let forward_buffers = |x, y| ForwardBuffers {
+        x,
+        y,
+        residual: slices[13],
+        affine: pair(2, 3).map(|(gamma, beta)| AffineParams { gamma, beta }),
+        running: pair(4, 5).map(|(mean, var)| RunningStats {
+            mean,
+            var,
+            num_batches_tracked: slices[6],
+            skipped_batches: slices[12],
+        }),
+        saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
+    };
+    let result = match (input.call % 5, slices[0], slices[1], slices[9]) {
+        (0, Some(x), Some(y), _) => bn.forward(&mut encoder, mode, &shape, &forward_buffers(x, y)),
+        (1, Some(x), Some(dy), Some(dx)) => bn.backward(
             &mut encoder,
             mode,
             &shape,
@@ -229,6 +231,20 @@ fuzz_target!(|input: Input| {
                 }),
             },
         ),
+        (2, Some(x), _, _) => match slices[16] {
+            Some(out) => bn.statistics(&mut encoder, &shape, x, out),
+            None => return,
+        },
+        (3, _, _, _) => match (slices[16], slices[17], slices[18]) {
+            (Some(a), Some(b), Some(out)) => bn.merge_statistics(&mut encoder, a, b, out),
+            _ => return,
+        },
+        (4, Some(x), Some(y), _) => match slices[16] {
+            Some(stats) => {
+                bn.forward_with_statistics(&mut encoder, &shape, stats, &forward_buffers(x, y))
+            }
+            None => return,
+        },
         _ => return,
     };
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -245,20 +261,39 @@ fuzz_target!(|input: Input| {
         ),
         Err(e) => assert!(!matches!(e, BatchNormError::Wgpu(_)), "{input:?}: {e}"),
     }
-    count(result.is_ok());
+    count(usize::from(input.call % 5), result.is_ok());
 });
 
-/// Counts recorded calls, accepted and rejected, and prints the totals now and then.
-fn count(accepted: bool) {
+/// Counts recorded calls per kind, accepted and rejected, and prints the totals now and then.
+fn count(call: usize, accepted: bool) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    static ACCEPTED: AtomicU64 = AtomicU64::new(0);
-    static REJECTED: AtomicU64 = AtomicU64::new(0);
-    let (a, r) = if accepted {
-        (ACCEPTED.fetch_add(1, Relaxed) + 1, REJECTED.load(Relaxed))
+    const NAMES: [&str; 5] = [
+        "forward",
+        "backward",
+        "statistics",
+        "merge_statistics",
+        "forward_with_statistics",
+    ];
+    static ACCEPTED: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+    static REJECTED: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+    static TOTAL: AtomicU64 = AtomicU64::new(0);
+    if accepted {
+        ACCEPTED[call].fetch_add(1, Relaxed);
     } else {
-        (ACCEPTED.load(Relaxed), REJECTED.fetch_add(1, Relaxed) + 1)
-    };
-    if (a + r).is_power_of_two() {
-        eprintln!("calls recorded: {a} accepted, {r} rejected with a typed error");
+        REJECTED[call].fetch_add(1, Relaxed);
+    }
+    let total = TOTAL.fetch_add(1, Relaxed) + 1;
+    if total.is_power_of_two() {
+        let a: u64 = ACCEPTED.iter().map(|v| v.load(Relaxed)).sum();
+        let per_call: Vec<String> = NAMES
+            .iter()
+            .zip(ACCEPTED.iter().zip(&REJECTED))
+            .map(|(n, (a, r))| format!("{n} {}/{}", a.load(Relaxed), r.load(Relaxed)))
+            .collect();
+        eprintln!(
+            "calls recorded: {a} accepted, {} rejected with a typed error (accepted/rejected: {})",
+            total - a,
+            per_call.join(", ")
+        );
     }
 }
