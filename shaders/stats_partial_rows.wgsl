@@ -1,10 +1,10 @@
 // Training forward, pass 1, for tensors whose channel is the innermost axis (inner = 1:
 // channels-last, and (N, C)): element k of channel c lies at k * C + c, so the values of
 // neighbouring channels are neighbours in memory. Each workgroup takes a block of
-// `p.lanes` channels (up to 8: one 32-byte sector per row) and one run (chunk) of their
-// elements: invocation (row, lane) reads channel block + lane at rows start + row,
-// start + row + rows, ..., so the invocations of a row read consecutive addresses, where
-// `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford on values shifted by the channel's first
+// `p.lanes` channels (8 to 64; see `row_lanes` in src/batchnorm.rs) and one run (chunk)
+// of their elements: invocation (row, lane) reads channel block + lane at rows
+// start + row, start + row + rows, ..., so the invocations of a row read consecutive
+// addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford on values shifted by the channel's first
 // element in the piece, then a shared-memory tree over the rows of each lane, in fixed
 // order. Output as `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] =
 // (count, mean of x - shift, M2, shift), for the same chunks of each channel's elements.

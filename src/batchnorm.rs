@@ -122,20 +122,38 @@ const MIN_ELEMENTS_PER_INVOCATION: usize = 4;
 /// Entries kept in the cache of parameter buffers before it is emptied.
 const PARAMS_CACHE_LIMIT: usize = 256;
 
-/// Most channels per workgroup of the `*_rows` partial passes: a row of 8 f32 is one
-/// 32-byte memory sector, all of it used, and narrow blocks leave C / 8 blocks times the
-/// chunks to fill the GPU (with 64 lanes a 64-channel tensor would be one block, so at most
-/// `MAX_CHUNKS` workgroups).
-pub(crate) const MAX_LANES: u32 = 8;
+/// Fewest channels per workgroup of the `*_rows` partial passes (unless C is smaller): a
+/// row of 8 f32 is one 32-byte memory sector, all of it used.
+pub(crate) const MIN_LANES: u32 = 8;
+/// Most channels per workgroup of the `*_rows` partial passes. Wider blocks read longer runs
+/// and need fewer merge steps, but leave fewer workgroups (a 64-channel tensor in blocks of
+/// 64 is one block, so at most `MAX_CHUNKS` workgroups).
+pub(crate) const MAX_LANES: u32 = 64;
 
 /// Channels per workgroup of the `*_rows` partial passes, used where a channel's elements
-/// are C apart (inner = 1: channels-last, and (N, C)): C rounded up to a power of two, at
-/// most [`MAX_LANES`]; 0 (the per-channel passes) otherwise.
+/// are C apart (inner = 1: channels-last, and (N, C)); 0 (the per-channel passes) otherwise.
+/// The widest power of two from [`MAX_LANES`] down to [`MIN_LANES`] (or C rounded up to a
+/// power of two, if smaller) whose plan still has as many workgroups as the GPU wants
+/// (`TARGET_WORKGROUPS`, or all the tensor's size allows).
 pub(crate) fn row_lanes(shape: &TensorShape) -> u32 {
     if shape.outer_inner().1 != 1 {
         return 0;
     }
-    (shape.channels().next_power_of_two() as u32).min(MAX_LANES)
+    let channels = shape.channels();
+    let count = shape.per_channel().max(1);
+    let wg = WORKGROUP_SIZE as usize;
+    let wanted = TARGET_WORKGROUPS.min(shape.numel().div_ceil(wg * MIN_ELEMENTS_PER_INVOCATION));
+    let widest = (channels.next_power_of_two() as u32).min(MAX_LANES);
+    let mut lanes = widest;
+    while lanes > MIN_LANES {
+        let blocks = channels.div_ceil(lanes as usize);
+        let (chunks, _) = plan_chunks(count, blocks, wg / lanes as usize);
+        if blocks * chunks as usize >= wanted {
+            break;
+        }
+        lanes /= 2;
+    }
+    lanes
 }
 
 /// How a channel's `count` elements are split for the partial passes: `chunks` runs of
@@ -1304,7 +1322,24 @@ mod tests {
         // A long channel is split across many workgroups.
         assert!(plan_chunks(1 << 20, 1, wg).0 > 100);
         // Channels-last with 64 channels: eight blocks of 8 lanes (32 rows), 2048 workgroups.
-        let rows = (WORKGROUP_SIZE / MAX_LANES) as usize;
-        assert_eq!(8 * plan_chunks(401_408, 8, rows).0, 2048);
+        assert_eq!(8 * plan_chunks(401_408, 8, 32).0, 2048);
+    }
+
+    #[test]
+    fn row_blocks_are_as_wide_as_filling_the_gpu_allows() {
+        let lanes = |dims: &[usize]| row_lanes(&TensorShape::channels_last(dims).unwrap());
+        // 64 channels: blocks of 64 would leave at most 256 workgroups.
+        assert_eq!(lanes(&[32, 112, 112, 64]), MIN_LANES);
+        // 2048 channels: 32 blocks of 64 times 64 chunks fill the GPU.
+        assert_eq!(lanes(&[256, 7, 7, 2048]), MAX_LANES);
+        // Fewer channels than the narrowest block: one block of C rounded up.
+        assert_eq!(lanes(&[100, 3]), 4);
+        // Small tensors: as many workgroups as their size allows with any width.
+        assert_eq!(lanes(&[2048, 512]), MAX_LANES);
+        // Channel-first with spatial axes: the per-channel passes.
+        let nchw = TensorShape::channels_first(&[2, 3, 4, 5]).unwrap();
+        assert_eq!(row_lanes(&nchw), 0);
+        let nc = TensorShape::channels_first(&[4096, 4096]).unwrap();
+        assert_eq!(row_lanes(&nc), MAX_LANES);
     }
 }
