@@ -13,12 +13,16 @@ bias, with `retain_graph` so the forward is not timed). Each figure is the media
 `--reps` repetitions after `--warmup`, each between two CUDA events; inputs rotate over
 enough sets that their bytes exceed 256 MiB, as in the Rust benchmark. The streaming
 baseline is `y.copy_(x)` on the same bytes (read + write, 2B).
+
+`--device cpu` runs the same code on the CPU with a host clock: a smoke test of the script
+where there is no GPU, not a comparison.
 """
 
 import argparse
 import datetime
 import json
 import subprocess
+import time
 
 import torch
 import torch.nn.functional as F
@@ -52,16 +56,24 @@ def parse_case(text):
     return tuple(int(d) for d in dims.split("x")), layout
 
 
-def tensor(shape, layout, mean, std):
-    t = torch.randn(shape, device="cuda") * std + mean
+def tensor(shape, layout, mean, std, device):
+    t = torch.randn(shape, device=device) * std + mean
     if layout == "NHWC":
         t = t.contiguous(memory_format=torch.channels_last)
     return t
 
 
-def median_ms(fn, sets, reps, warmup):
+def median_ms(fn, sets, reps, warmup, device):
     for i in range(warmup):
         fn(i % sets)
+    if device == "cpu":
+        times = []
+        for i in range(reps):
+            start = time.perf_counter()
+            fn(i % sets)
+            times.append((time.perf_counter() - start) * 1e3)
+        times.sort()
+        return times[len(times) // 2]
     torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
@@ -94,6 +106,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=0)
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument(
+        "--device",
+        default="cuda",
+        choices=["cuda", "cpu"],
+        help="cpu: a smoke test of this script without a GPU (host clock), not a comparison",
+    )
+    ap.add_argument(
         "--case",
         action="append",
         default=[],
@@ -102,12 +120,17 @@ def main():
     args = ap.parse_args()
     reps = args.reps or (15 if args.quick else 100)
     warmup = args.warmup or (3 if args.quick else 10)
-    if not torch.cuda.is_available():
+    dev = args.device
+    if dev == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script times PyTorch on a CUDA GPU")
     torch.manual_seed(1)
     suite = [parse_case(c) for c in args.case] or (QUICK if args.quick else FULL)
+    device_name = (
+        torch.cuda.get_device_name() if dev == "cuda" else "CPU (smoke test, host clock)"
+    )
+    driver = driver_version() if dev == "cuda" else ""
     print(
-        f"device: {torch.cuda.get_device_name()}, driver {driver_version()}, "
+        f"device: {device_name}, driver {driver}, "
         f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
     )
     rows = []
@@ -118,15 +141,15 @@ def main():
             numel *= d
         nbytes = 4 * numel
         sets = min(max(-(-ROTATE_BYTES // nbytes), 2), 16)
-        xs = [tensor(shape, layout, 0.5, 2.0) for _ in range(sets)]
-        dys = [tensor(shape, layout, 0.0, 1.0) for _ in range(sets)]
+        xs = [tensor(shape, layout, 0.5, 2.0, dev) for _ in range(sets)]
+        dys = [tensor(shape, layout, 0.0, 1.0, dev) for _ in range(sets)]
         outs = [torch.empty_like(x) for x in xs]
-        weight = torch.randn(c, device="cuda") * 0.2 + 1.0
-        bias = torch.randn(c, device="cuda") * 0.2
-        rmean = torch.zeros(c, device="cuda")
-        rvar = torch.ones(c, device="cuda")
+        weight = torch.randn(c, device=dev) * 0.2 + 1.0
+        bias = torch.randn(c, device=dev) * 0.2
+        rmean = torch.zeros(c, device=dev)
+        rvar = torch.ones(c, device=dev)
 
-        stream_ms = median_ms(lambda s: outs[s].copy_(xs[s]), sets, reps, warmup)
+        stream_ms = median_ms(lambda s: outs[s].copy_(xs[s]), sets, reps, warmup, dev)
 
         def train(s):
             F.batch_norm(xs[s], rmean, rvar, weight, bias, training=True)
@@ -143,7 +166,7 @@ def main():
             torch.autograd.grad(graphs[s], (leaves[s], w, b), dys[s], retain_graph=True)
 
         for (name, times), fn in zip(PASSES, [train, evaluate, backward]):
-            ms = median_ms(fn, sets, reps, warmup)
+            ms = median_ms(fn, sets, reps, warmup, dev)
             gbps = times * nbytes / (ms * 1e6)
             stream_gbps = 2 * nbytes / (stream_ms * 1e6)
             row = {
@@ -162,13 +185,14 @@ def main():
                 f"{row['stream_pct']:5.1f}% of copy ({stream_gbps:.1f} GB/s)"
             )
         del xs, dys, outs, leaves, graphs
-        torch.cuda.empty_cache()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
 
     doc = {
         "impl": f"PyTorch {torch.__version__} (cuDNN {torch.backends.cudnn.version()})",
-        "device": torch.cuda.get_device_name(),
-        "driver": driver_version(),
-        "backend": f"CUDA {torch.version.cuda}",
+        "device": device_name,
+        "driver": driver,
+        "backend": f"CUDA {torch.version.cuda}" if dev == "cuda" else "CPU",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
         "commit": "",
         "reps": reps,
