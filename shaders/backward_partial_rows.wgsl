@@ -22,16 +22,13 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let lanes = p.lanes;
-    let rows = WG / lanes;
-    let lane = lid % lanes;
-    let row = lid / lanes;
-    let blocks = (p.channels + lanes - 1u) / lanes;
-    let tasks = blocks * p.chunks;
+    let tasks = row_tasks();
     for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
-        let block = g / p.chunks;
-        let chunk = g - block * p.chunks;
-        let c = block * lanes + lane;
+        let t = row_task(g, lid);
+        let c = t.c;
+        let chunk = t.chunk;
+        let row = t.row;
+        let rows = t.rows;
         var s = vec2<f32>(0.0);
         if (c < p.channels) {
             let mean = chan[p.channels + c].x;
@@ -49,9 +46,10 @@ fn main(
         }
         tile[lid] = s;
         workgroupBarrier();
-        for (var h = rows / 2u; h > 0u; h = h >> 1u) {
+        // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
+        for (var h = WG / p.lanes / 2u; h > 0u; h = h >> 1u) {
             if (row < h) {
-                tile[lid] = tile[lid] + tile[lid + h * lanes];
+                tile[lid] = tile[lid] + tile[lid + h * p.lanes];
             }
             workgroupBarrier();
         }

@@ -137,6 +137,27 @@ fn flat_walk_next(w: FlatWalk) -> FlatWalk {
     return r;
 }
 
+// One workgroup task of the row partial passes (`*_rows.wgsl`), as invocation `lid` sees
+// it: task g is (block of p.lanes channels, chunk); the invocation reads channel c of the
+// block at rows row, row + rows, ... of the chunk.
+struct RowTask {
+    c: u32,
+    chunk: u32,
+    row: u32,
+    rows: u32,
+}
+
+// Tasks of a row partial pass: blocks of p.lanes channels times chunks.
+fn row_tasks() -> u32 {
+    return ((p.channels + p.lanes - 1u) / p.lanes) * p.chunks;
+}
+
+fn row_task(g: u32, lid: u32) -> RowTask {
+    let block = g / p.chunks;
+    let c = block * p.lanes + lid % p.lanes;
+    return RowTask(c, g - block * p.chunks, lid / p.lanes, WG / p.lanes);
+}
+
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.
 fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;

@@ -21,16 +21,13 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let lanes = p.lanes;
-    let rows = WG / lanes;
-    let lane = lid % lanes;
-    let row = lid / lanes;
-    let blocks = (p.channels + lanes - 1u) / lanes;
-    let tasks = blocks * p.chunks;
+    let tasks = row_tasks();
     for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
-        let block = g / p.chunks;
-        let chunk = g - block * p.chunks;
-        let c = block * lanes + lane;
+        let t = row_task(g, lid);
+        let c = t.c;
+        let chunk = t.chunk;
+        let row = t.row;
+        let rows = t.rows;
         var w = welford_empty();
         var shift = 0.0;
         if (c < p.channels) {
@@ -47,10 +44,11 @@ fn main(
         }
         tile[lid] = vec4<f32>(w.n, w.mean, w.m2, 0.0);
         workgroupBarrier();
-        for (var s = rows / 2u; s > 0u; s = s >> 1u) {
+        // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
+        for (var s = WG / p.lanes / 2u; s > 0u; s = s >> 1u) {
             if (row < s) {
                 let a = tile[lid];
-                let b = tile[lid + s * lanes];
+                let b = tile[lid + s * p.lanes];
                 let m = welford_merge(Welford(a.x, a.y, a.z), Welford(b.x, b.y, b.z));
                 tile[lid] = vec4<f32>(m.n, m.mean, m.m2, 0.0);
             }
