@@ -642,7 +642,30 @@ impl BatchNorm {
             label: Some("wgpu-batchnorm.forward"),
             timestamp_writes: None,
         });
+        // One pass per channel (statistics, coefficients and y) where each channel is one
+        // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
+        let fused = match (&p.forward_fused, &plan.pieces[..]) {
+            (Some(kernel), [piece])
+                if saved.is_some() && given.is_none() && plan.lanes == 0 && piece.chunks == 1 =>
+            {
+                Some((kernel, piece))
+            }
+            _ => None,
+        };
         match (saved, running) {
+            (Some(s), _) if fused.is_some() => {
+                let (kernel, piece) = fused.expect("checked by the guard");
+                let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+                let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
+                let z = residual.map_or(dummy, |z| piece.of(z));
+                self.dispatch(
+                    &mut pass,
+                    kernel,
+                    &params,
+                    &[x, gamma, beta, chan, s.mean, s.invstd, y, z],
+                    shape.channels(),
+                );
+            }
             (Some(s), _) if given.is_some() || !empty => {
                 let stats = match given {
                     Some(g) => g,
@@ -681,7 +704,12 @@ impl BatchNorm {
                 1,
             );
         }
-        for piece in &plan.pieces {
+        let separate_normalize = if fused.is_some() {
+            &[][..]
+        } else {
+            &plan.pieces[..]
+        };
+        for piece in separate_normalize {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
             let z = residual.map_or(dummy, |z| piece.of(z));

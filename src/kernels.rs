@@ -89,10 +89,15 @@ pub(crate) const BACKWARD_PARTIAL_ROWS: KernelSpec =
 pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
 pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16]);
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
+pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", &[4, 4, 4, 16, 4, 4, 4, 4]);
+
+/// Storage buffers `forward_fused` binds; devices with fewer per shader stage use the
+/// separate passes.
+pub(crate) const FORWARD_FUSED_STORAGE: u32 = 8;
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 12] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 13] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
@@ -105,6 +110,7 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 12] = [
     BACKWARD_FINALIZE,
     BACKWARD_DX,
     STATS_MERGE,
+    FORWARD_FUSED,
 ];
 
 /// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper,
@@ -198,6 +204,8 @@ pub(crate) struct Pipelines {
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
     pub stats_merge: Kernel,
+    /// The one-pass training forward, where the device binds enough storage buffers.
+    pub forward_fused: Option<Kernel>,
 }
 
 impl Pipelines {
@@ -216,6 +224,9 @@ impl Pipelines {
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             stats_merge: k(&STATS_MERGE),
+            forward_fused: (device.limits().max_storage_buffers_per_shader_stage
+                >= FORWARD_FUSED_STORAGE)
+                .then(|| k(&FORWARD_FUSED)),
         }
     }
 }

@@ -1,0 +1,76 @@
+// Training forward in one pass per channel, for tensors bound in one piece whose channels
+// each fit one chunk of the partial pass (many channels, or few values per channel) and
+// whose channel is not the innermost axis: one workgroup per channel runs
+// `stats_partial.wgsl` (one chunk), `stats_finalize.wgsl` (one partial) and
+// `normalize.wgsl` restricted to its channel, with the same arithmetic in the same order,
+// so the statistics and y are those of the three passes. The second read of the channel
+// follows the first within the workgroup, so it comes from cache rather than memory, and two
+// dispatches and their barriers are saved. Writes chan[C + c] for `running_update.wgsl`.
+// CPU twin: `reference::batch_stats` and `reference::forward`.
+
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> save_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> save_invstd: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<T>;
+// The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
+@group(0) @binding(8) var<storage, read_write> z: array<T>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    for (var c = linear_workgroup(wid, nwg); c < p.channels; c = c + nwg.x * nwg.y) {
+        // Statistics, as stats_partial.wgsl with one chunk (the piece is the whole tensor).
+        let shift = f32(x[elem_index(c, 0u)]);
+        var w = welford_empty();
+        var walk = walk_from(lid, WG);
+        for (var k = lid; k < p.count; k = k + WG) {
+            w = welford_push(w, f32(x[walk_index(walk, c)]) - shift);
+            walk = walk_next(walk);
+        }
+        let r = reduce_welford(lid, w);
+        // Coefficients, as stats_finalize.wgsl with one partial (valid in invocation 0),
+        // handed to the workgroup through red[0].
+        if (lid == 0u) {
+            let var_b = max(r.m2 / r.n, 0.0);
+            let invstd = 1.0 / sqrt(var_b + p.eps);
+            let mean = shift + r.mean;
+            save_mean[c] = mean;
+            save_invstd[c] = invstd;
+            var g = 1.0;
+            var b = 0.0;
+            if ((p.flags & FLAG_AFFINE) != 0u) {
+                g = gamma[c];
+                b = beta[c];
+            }
+            let scale = g * invstd;
+            let q = vec4<f32>(shift, scale, b - r.mean * scale, 0.0);
+            chan[c] = q;
+            chan[p.channels + c] = vec4<f32>(mean, var_b, r.n, r.m2);
+            red[0] = q;
+        }
+        workgroupBarrier();
+        let q = red[0];
+        // Every invocation has its copy before the next channel's reduction reuses red.
+        workgroupBarrier();
+        // y, as normalize.wgsl.
+        walk = walk_from(lid, WG);
+        for (var k = lid; k < p.count; k = k + WG) {
+            let i = walk_index(walk, c);
+            walk = walk_next(walk);
+            var v = (f32(x[i]) - q.x) * q.y + q.z;
+            if ((p.flags & FLAG_RESIDUAL) != 0u) {
+                v = v + f32(z[i]);
+            }
+            if ((p.flags & FLAG_RELU) != 0u) {
+                v = max(v, 0.0);
+            }
+            y[i] = T(v);
+        }
+    }
+}
