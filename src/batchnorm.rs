@@ -831,6 +831,25 @@ impl BatchNorm {
                 per_channel,
             );
         }
+        // One pass per channel (sums, gradients, dx) where each channel is one chunk of one
+        // piece and not the innermost axis; see `backward_fused.wgsl`.
+        if let (Some(kernel), [piece]) = (&p.backward_fused, &plan.pieces[..])
+            && plan.lanes == 0
+            && piece.chunks == 1
+        {
+            let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+            let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));
+            let y = y.map_or(dummy, |y| piece.of(y));
+            let dz = dresidual.map_or(dummy, |dz| piece.of(dz));
+            self.dispatch(
+                &mut pass,
+                kernel,
+                &params,
+                &[x, dy, chan, dgamma, dbeta, dx, y, dz],
+                shape.channels(),
+            );
+            return Ok(());
+        }
         for piece in plan.pieces.iter().filter(|pc| pc.chunks > 0) {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);

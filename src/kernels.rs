@@ -90,14 +90,15 @@ pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[
 pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16]);
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
 pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", &[4, 4, 4, 16, 4, 4, 4, 4]);
+pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", &[4, 4, 16, 4, 4, 4, 4, 4]);
 
-/// Storage buffers `forward_fused` binds; devices with fewer per shader stage use the
-/// separate passes.
-pub(crate) const FORWARD_FUSED_STORAGE: u32 = 8;
+/// Storage buffers `forward_fused` and `backward_fused` bind; devices with fewer per shader
+/// stage use the separate passes.
+pub(crate) const FUSED_STORAGE: u32 = 8;
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 13] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 14] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
@@ -111,6 +112,7 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 13] = [
     BACKWARD_DX,
     STATS_MERGE,
     FORWARD_FUSED,
+    BACKWARD_FUSED,
 ];
 
 /// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper,
@@ -206,11 +208,14 @@ pub(crate) struct Pipelines {
     pub stats_merge: Kernel,
     /// The one-pass training forward, where the device binds enough storage buffers.
     pub forward_fused: Option<Kernel>,
+    /// The one-pass backward, likewise.
+    pub backward_fused: Option<Kernel>,
 }
 
 impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, subgroups: bool, f16: bool) -> Self {
         let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups, f16);
+        let fused = device.limits().max_storage_buffers_per_shader_stage >= FUSED_STORAGE;
         Self {
             stats_partial: k(&STATS_PARTIAL),
             stats_partial_rows: k(&STATS_PARTIAL_ROWS),
@@ -224,9 +229,8 @@ impl Pipelines {
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             stats_merge: k(&STATS_MERGE),
-            forward_fused: (device.limits().max_storage_buffers_per_shader_stage
-                >= FORWARD_FUSED_STORAGE)
-                .then(|| k(&FORWARD_FUSED)),
+            forward_fused: fused.then(|| k(&FORWARD_FUSED)),
+            backward_fused: fused.then(|| k(&BACKWARD_FUSED)),
         }
     }
 }
