@@ -50,22 +50,15 @@ fn main(
         // Gradients and dx coefficients, as backward_finalize.wgsl with one partial (valid
         // in invocation 0), handed to the workgroup through red[0].
         if (lid == 0u) {
+            // The finalize pass adds the partials to zero.
             var t = vec2<f32>(0.0);
             t = t + r;
-            let invstd = st.y;
-            let a = st.z * invstd;
-            let sum_dy = t.x;
-            let sum_dy_xhat = t.y * invstd;
+            let f = backward_channel(t, st);
             if ((p.flags & FLAG_AFFINE) != 0u) {
-                dgamma[c] = sum_dy_xhat;
-                dbeta[c] = sum_dy;
+                dgamma[c] = f.dgamma;
+                dbeta[c] = f.dbeta;
             }
-            var q = vec4<f32>(mean, a, 0.0, 0.0);
-            if ((p.flags & FLAG_BATCH_STATS) != 0u) {
-                let inv_m = 1.0 / f32(p.count);
-                q = vec4<f32>(mean, a, -a * invstd * sum_dy_xhat * inv_m, -a * sum_dy * inv_m);
-            }
-            red[0] = q;
+            red[0] = f.coeffs;
         }
         workgroupBarrier();
         let q = red[0];

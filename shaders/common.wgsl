@@ -223,6 +223,60 @@ fn merged_push(m: Merged, q: vec4<f32>) -> Merged {
     return r;
 }
 
+// One channel's forward results from its merged statistics `w` (of x - shift), gamma `g`
+// and beta `b`: the saved mean and invstd, the coefficients chan[c] = (shift, scale, bias,
+// 0) of y = (x - shift) * scale + bias, and chan[C + c] = (mean, biased variance, count,
+// M2) for `running_update.wgsl`. Shared by `stats_finalize.wgsl` and `forward_fused.wgsl`,
+// so that both compute the same bits.
+struct ForwardChannel {
+    mean: f32,
+    invstd: f32,
+    coeffs: vec4<f32>,
+    stats: vec4<f32>,
+}
+
+fn forward_channel(w: Welford, shift: f32, g: f32, b: f32) -> ForwardChannel {
+    let var_b = max(w.m2 / w.n, 0.0);
+    let invstd = 1.0 / sqrt(var_b + p.eps);
+    let mean = shift + w.mean;
+    let scale = g * invstd;
+    return ForwardChannel(
+        mean,
+        invstd,
+        vec4<f32>(shift, scale, b - w.mean * scale, 0.0),
+        vec4<f32>(mean, var_b, w.n, w.m2),
+    );
+}
+
+// One channel's backward results from its sums `s` = (sum dy, sum dy * (x - mean)) and
+// `st` = chan[C + c] = (mean, invstd, gamma, 0): dgamma = sum dy * xhat, dbeta = sum dy
+// (zero for an empty batch), and chan[c] = (mean, a, b, d) of
+// dx = a * dy + b * (x - mean) + d:
+//   batch statistics: a = gamma * invstd, b = -a * invstd * dgamma / M, d = -a * dbeta / M
+//   running statistics (eval): a = gamma * invstd_running, b = d = 0
+// Shared by `backward_finalize.wgsl` and `backward_fused.wgsl`.
+struct BackwardChannel {
+    dgamma: f32,
+    dbeta: f32,
+    coeffs: vec4<f32>,
+}
+
+fn backward_channel(s: vec2<f32>, st: vec4<f32>) -> BackwardChannel {
+    let mean = st.x;
+    let invstd = st.y;
+    let a = st.z * invstd;
+    // An empty batch has zero gradients (the statistics it read are not defined).
+    let empty = p.count == 0u;
+    let sum_dy = select(s.x, 0.0, empty);
+    let sum_dy_xhat = select(s.y * invstd, 0.0, empty);
+    var q = vec4<f32>(mean, a, 0.0, 0.0);
+    if ((p.flags & FLAG_BATCH_STATS) != 0u) {
+        let inv_m = 1.0 / f32(p.count);
+        q = vec4<f32>(mean, a, -a * invstd * sum_dy_xhat * inv_m, -a * sum_dy * inv_m);
+    }
+    return BackwardChannel(sum_dy_xhat, sum_dy, q);
+}
+
 // Chan's merge of two partial results; `a` is taken as the earlier part.
 fn welford_merge(a: Welford, b: Welford) -> Welford {
     if (b.n == 0.0) {

@@ -37,22 +37,18 @@ fn main(
         // Coefficients, as stats_finalize.wgsl with one partial (valid in invocation 0),
         // handed to the workgroup through red[0].
         if (lid == 0u) {
-            let var_b = max(r.m2 / r.n, 0.0);
-            let invstd = 1.0 / sqrt(var_b + p.eps);
-            let mean = shift + r.mean;
-            save_mean[c] = mean;
-            save_invstd[c] = invstd;
             var g = 1.0;
             var b = 0.0;
             if ((p.flags & FLAG_AFFINE) != 0u) {
                 g = gamma[c];
                 b = beta[c];
             }
-            let scale = g * invstd;
-            let q = vec4<f32>(shift, scale, b - r.mean * scale, 0.0);
-            chan[c] = q;
-            chan[p.channels + c] = vec4<f32>(mean, var_b, r.n, r.m2);
-            red[0] = q;
+            let f = forward_channel(r, shift, g, b);
+            save_mean[c] = f.mean;
+            save_invstd[c] = f.invstd;
+            chan[c] = f.coeffs;
+            chan[p.channels + c] = f.stats;
+            red[0] = f.coeffs;
         }
         workgroupBarrier();
         let q = red[0];

@@ -4,6 +4,7 @@
 // per-channel coefficients that `normalize.wgsl` applies:
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
 //   chan[C + c] = (mean, biased variance, count, M2)   read by `running_update.wgsl`
+// (`forward_channel` in common.wgsl).
 // CPU twin: `reference::batch_stats` and `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> partials: array<vec4<f32>>;
@@ -25,21 +26,16 @@ fn main(
         for (var j = 0u; j < p.slots; j = j + 1u) {
             m = merged_push(m, partials[c * p.slots + j]);
         }
-        let w = m.w;
-        let shift = m.shift;
-        let var_b = max(w.m2 / w.n, 0.0);
-        let invstd = 1.0 / sqrt(var_b + p.eps);
-        let mean = shift + w.mean;
-        save_mean[c] = mean;
-        save_invstd[c] = invstd;
         var g = 1.0;
         var b = 0.0;
         if ((p.flags & FLAG_AFFINE) != 0u) {
             g = gamma[c];
             b = beta[c];
         }
-        let scale = g * invstd;
-        chan[c] = vec4<f32>(shift, scale, b - w.mean * scale, 0.0);
-        chan[p.channels + c] = vec4<f32>(mean, var_b, w.n, w.m2);
+        let f = forward_channel(m.w, m.shift, g, b);
+        save_mean[c] = f.mean;
+        save_invstd[c] = f.invstd;
+        chan[c] = f.coeffs;
+        chan[p.channels + c] = f.stats;
     }
 }
