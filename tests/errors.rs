@@ -9,8 +9,7 @@ use common::*;
 use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError,
-    ForwardBuffers, HostRunningStats, Layout, Mode, Reduction, RunningStats, SavedStats,
-    TensorShape,
+    ForwardBuffers, HostRunningStats, Layout, Mode, Reduction, SavedStats, TensorShape,
 };
 
 /// A device from the test adapter with `limits` adjusted and `features`, whose uncaptured
@@ -74,58 +73,6 @@ impl Drop for Dev {
     }
 }
 
-/// Buffers for a full training forward of `shape` on `dev`.
-struct TrainBufs {
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
-    gamma: wgpu::Buffer,
-    beta: wgpu::Buffer,
-    rm: wgpu::Buffer,
-    rv: wgpu::Buffer,
-    nbt: wgpu::Buffer,
-    sm: wgpu::Buffer,
-    si: wgpu::Buffer,
-}
-
-impl TrainBufs {
-    fn new(dev: &Dev, shape: &TensorShape) -> Self {
-        let (n, c) = (shape.numel(), shape.channels());
-        Self {
-            x: dev.buffer(n),
-            y: dev.buffer(n),
-            gamma: dev.buffer(c),
-            beta: dev.buffer(c),
-            rm: dev.buffer(c),
-            rv: dev.buffer(c),
-            nbt: dev.buffer(1),
-            sm: dev.buffer(c),
-            si: dev.buffer(c),
-        }
-    }
-
-    fn forward(&self) -> ForwardBuffers<'_> {
-        ForwardBuffers {
-            x: self.x.slice(..),
-            y: self.y.slice(..),
-            residual: None,
-            affine: Some(AffineParams {
-                gamma: self.gamma.slice(..),
-                beta: self.beta.slice(..),
-            }),
-            running: Some(RunningStats {
-                mean: self.rm.slice(..),
-                var: self.rv.slice(..),
-                num_batches_tracked: Some(self.nbt.slice(..)),
-                skipped_batches: None,
-            }),
-            saved: Some(SavedStats {
-                mean: self.sm.slice(..),
-                invstd: self.si.slice(..),
-            }),
-        }
-    }
-}
-
 fn record(
     bn: &BatchNorm,
     dev: &Dev,
@@ -145,7 +92,7 @@ fn sanity_the_valid_call_records_and_runs() {
     let dev = Dev::plain();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     record(&bn, &dev, Mode::Train, &shape, &b.forward()).unwrap();
 }
 
@@ -211,7 +158,7 @@ fn wrong_channel_count() {
     let dev = Dev::plain();
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_last(&[2, 4, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let e = record(&bn, &dev, Mode::Train, &shape, &b.forward()).unwrap_err();
     assert!(
         matches!(
@@ -231,7 +178,7 @@ fn one_value_per_channel_in_training() {
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     for dims in [&[1, 3][..], &[1, 3, 1, 1]] {
         let shape = TensorShape::channels_first(dims).unwrap();
-        let b = TrainBufs::new(&dev, &shape);
+        let b = TrainBufs::new(&dev.device, &shape);
         let e = record(&bn, &dev, Mode::Train, &shape, &b.forward()).unwrap_err();
         assert!(
             matches!(e, BatchNormError::TooFewValuesPerChannel { .. }),
@@ -290,7 +237,7 @@ fn buffer_size_mismatch() {
     let dev = Dev::plain();
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let short = dev.buffer(23);
     let long = dev.buffer(25);
     for (x, expected, got) in [(&short, 96, 92), (&long, 96, 100)] {
@@ -364,7 +311,7 @@ fn misaligned_offset() {
     );
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let big = dev.buffer(24 + 64);
     let mut f = b.forward();
     f.y = big.slice(64 * 4..);
@@ -390,7 +337,7 @@ fn buffer_without_storage_usage() {
     let dev = Dev::plain();
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let copy_only = dev.buffer_with(24, wgpu::BufferUsages::COPY_SRC);
     let mut f = b.forward();
     f.x = copy_only.slice(..);
@@ -413,7 +360,7 @@ fn per_channel_buffer_beyond_the_binding_limit() {
     let c = 1025;
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(c)).unwrap();
     let shape = TensorShape::channels_first(&[2, c]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let e = record(&bn, &dev, Mode::Train, &shape, &b.forward()).unwrap_err();
     assert!(
         matches!(e, BatchNormError::ExceedsLimit { name: "gamma", limit: l, .. } if l == limit),
@@ -426,7 +373,7 @@ fn missing_buffers() {
     let dev = Dev::plain();
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let mut f = b.forward();
     f.affine = None;
     let e = record(&bn, &dev, Mode::Train, &shape, &f).unwrap_err();
@@ -467,7 +414,7 @@ fn missing_buffers() {
 fn unexpected_buffers() {
     let dev = Dev::plain();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     let no_affine = BatchNorm::new(&dev.device, BatchNormConfig::new(3).affine(false)).unwrap();
     let e = record(&no_affine, &dev, Mode::Train, &shape, &b.forward()).unwrap_err();
     assert!(
@@ -498,7 +445,7 @@ fn outputs_overlapping_other_bindings() {
     let dev = Dev::plain();
     let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_first(&[2, 3, 4]).unwrap();
-    let b = TrainBufs::new(&dev, &shape);
+    let b = TrainBufs::new(&dev.device, &shape);
     // In place: y is x.
     let mut f = b.forward();
     f.y = b.x.slice(..);

@@ -112,43 +112,10 @@ fn skipping_needs_a_counter_buffer() {
     )
     .unwrap();
     let shape = TensorShape::channels_first(&[3, 2]).unwrap();
-    let buffer = |floats: u64| {
-        gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: 4 * floats,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
-    let [x, y] = [(); 2].map(|_| buffer(6));
-    let [g, b, rm, rv, sm, si] = [(); 6].map(|_| buffer(2));
-    let t = buffer(1);
+    let bufs = TrainBufs::new(&gpu.device, &shape);
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let e = bn
-        .forward(
-            &mut encoder,
-            Mode::Train,
-            &shape,
-            &wgpu_batchnorm::ForwardBuffers {
-                x: x.slice(..),
-                y: y.slice(..),
-                residual: None,
-                affine: Some(wgpu_batchnorm::AffineParams {
-                    gamma: g.slice(..),
-                    beta: b.slice(..),
-                }),
-                running: Some(wgpu_batchnorm::RunningStats {
-                    mean: rm.slice(..),
-                    var: rv.slice(..),
-                    num_batches_tracked: Some(t.slice(..)),
-                    skipped_batches: None,
-                }),
-                saved: Some(wgpu_batchnorm::SavedStats {
-                    mean: sm.slice(..),
-                    invstd: si.slice(..),
-                }),
-            },
-        )
+        .forward(&mut encoder, Mode::Train, &shape, &bufs.forward())
         .unwrap_err();
     assert!(
         matches!(

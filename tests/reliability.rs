@@ -217,46 +217,13 @@ fn lost_device_gives_errors_not_hangs() {
     let (device, queue) = device_with(|_| {});
     let bn = BatchNorm::new(&device, BatchNormConfig::new(3)).unwrap();
     let shape = TensorShape::channels_first(&[4, 3, 5]).unwrap();
-    let buffer = |floats: usize| {
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: 4 * floats as u64,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
-    let (x, y, sm, si) = (buffer(60), buffer(60), buffer(3), buffer(3));
-    let (g, b) = (buffer(3), buffer(3));
-    let (rm, rv, t) = (buffer(3), buffer(3), buffer(1));
+    let bufs = TrainBufs::new(&device, &shape);
     device.destroy();
     // The recording API reports the lost device as an error (wgpu's default handler for
     // uncaptured errors would panic).
     let mut encoder = device.create_command_encoder(&Default::default());
     let e = bn
-        .forward(
-            &mut encoder,
-            Mode::Train,
-            &shape,
-            &wgpu_batchnorm::ForwardBuffers {
-                x: x.slice(..),
-                y: y.slice(..),
-                residual: None,
-                affine: Some(wgpu_batchnorm::AffineParams {
-                    gamma: g.slice(..),
-                    beta: b.slice(..),
-                }),
-                running: Some(wgpu_batchnorm::RunningStats {
-                    mean: rm.slice(..),
-                    var: rv.slice(..),
-                    num_batches_tracked: Some(t.slice(..)),
-                    skipped_batches: None,
-                }),
-                saved: Some(wgpu_batchnorm::SavedStats {
-                    mean: sm.slice(..),
-                    invstd: si.slice(..),
-                }),
-            },
-        )
+        .forward(&mut encoder, Mode::Train, &shape, &bufs.forward())
         .unwrap_err();
     assert!(matches!(e, BatchNormError::Wgpu(_)), "{e}");
     // So does the blocking layer.

@@ -312,6 +312,61 @@ pub fn upload_bytes(device: &wgpu::Device, bytes: &[u8]) -> wgpu::Buffer {
     )
 }
 
+/// Zeroed storage buffers for a full training forward of `shape` (affine, tracked running
+/// statistics, saved statistics), for tests that need valid buffers rather than values.
+pub struct TrainBufs {
+    pub x: wgpu::Buffer,
+    pub y: wgpu::Buffer,
+    pub gamma: wgpu::Buffer,
+    pub beta: wgpu::Buffer,
+    pub rm: wgpu::Buffer,
+    pub rv: wgpu::Buffer,
+    pub nbt: wgpu::Buffer,
+    pub sm: wgpu::Buffer,
+    pub si: wgpu::Buffer,
+}
+
+impl TrainBufs {
+    pub fn new(device: &wgpu::Device, shape: &TensorShape) -> Self {
+        let (n, c) = (shape.numel(), shape.channels());
+        let zeros = |len: usize| upload_f32(device, &vec![0.0; len]);
+        Self {
+            x: zeros(n),
+            y: zeros(n),
+            gamma: zeros(c),
+            beta: zeros(c),
+            rm: zeros(c),
+            rv: zeros(c),
+            nbt: zeros(1),
+            sm: zeros(c),
+            si: zeros(c),
+        }
+    }
+
+    /// The buffers of a training forward, without a residual or skipped-batch counter.
+    pub fn forward(&self) -> ForwardBuffers<'_> {
+        ForwardBuffers {
+            x: self.x.slice(..),
+            y: self.y.slice(..),
+            residual: None,
+            affine: Some(AffineParams {
+                gamma: self.gamma.slice(..),
+                beta: self.beta.slice(..),
+            }),
+            running: Some(RunningStats {
+                mean: self.rm.slice(..),
+                var: self.rv.slice(..),
+                num_batches_tracked: Some(self.nbt.slice(..)),
+                skipped_batches: None,
+            }),
+            saved: Some(SavedStats {
+                mean: self.sm.slice(..),
+                invstd: self.si.slice(..),
+            }),
+        }
+    }
+}
+
 /// A storage buffer holding f32 values.
 pub fn upload_f32(device: &wgpu::Device, v: &[f32]) -> wgpu::Buffer {
     upload_bytes(device, bytemuck::cast_slice(v))
