@@ -110,24 +110,20 @@ fn f16_sizes_and_the_blocking_layer() {
         upload_f32(&gpu.device, &[0.0; 3]),
         upload_f32(&gpu.device, &[0.0; 3]),
     );
+    let bufs = ForwardBuffers {
+        x: x.slice(..),
+        y: y.slice(..),
+        residual: None,
+        affine: None,
+        running: None,
+        saved: Some(SavedStats {
+            mean: sm.slice(..),
+            invstd: si.slice(..),
+        }),
+    };
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let e = bn
-        .forward(
-            &mut encoder,
-            Mode::Train,
-            &shape,
-            &ForwardBuffers {
-                x: x.slice(..),
-                y: y.slice(..),
-                residual: None,
-                affine: None,
-                running: None,
-                saved: Some(SavedStats {
-                    mean: sm.slice(..),
-                    invstd: si.slice(..),
-                }),
-            },
-        )
+        .forward(&mut encoder, Mode::Train, &shape, &bufs)
         .unwrap_err();
     // Configuration mismatches come first (affine and running are required here) ...
     assert!(matches!(e, BatchNormError::MissingBuffer { .. }), "{e}");
@@ -140,22 +136,7 @@ fn f16_sizes_and_the_blocking_layer() {
     )
     .unwrap();
     let e = plain
-        .forward(
-            &mut encoder,
-            Mode::Train,
-            &shape,
-            &ForwardBuffers {
-                x: x.slice(..),
-                y: y.slice(..),
-                residual: None,
-                affine: None,
-                running: None,
-                saved: Some(SavedStats {
-                    mean: sm.slice(..),
-                    invstd: si.slice(..),
-                }),
-            },
-        )
+        .forward(&mut encoder, Mode::Train, &shape, &bufs)
         .unwrap_err();
     // ... then sizes: 9 f16 values take 20 bytes.
     assert!(
