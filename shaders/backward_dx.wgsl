@@ -29,7 +29,7 @@ fn main(
         if ((p.flags & FLAG_RELU) != 0u) {
             g = through_epilogue(g, f32(y[i]));
         }
-        dx[i] = T(q.y * g + q.z * (f32(x[i]) - q.x) + q.w);
+        dx[i] = T(dx_value(g, f32(x[i]), q));
         if ((p.flags & FLAG_RESIDUAL) != 0u) {
             dz[i] = T(g);
         }

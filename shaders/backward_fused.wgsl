@@ -48,7 +48,8 @@ fn main(
         }
         let r = reduce_sum2(lid, s);
         // Gradients and dx coefficients, as backward_finalize.wgsl with one partial (valid
-        // in invocation 0), handed to the workgroup through red[0].
+        // in invocation 0), handed to the whole workgroup.
+        var coeffs = vec4<f32>(0.0);
         if (lid == 0u) {
             // The finalize pass adds the partials to zero.
             var t = vec2<f32>(0.0);
@@ -58,19 +59,16 @@ fn main(
                 dgamma[c] = f.dgamma;
                 dbeta[c] = f.dbeta;
             }
-            red[0] = f.coeffs;
+            coeffs = f.coeffs;
         }
-        workgroupBarrier();
-        let q = red[0];
-        // Every invocation has its copy before the next channel's reduction reuses red.
-        workgroupBarrier();
+        let q = broadcast_first(lid, coeffs);
         // dx (and dz), as backward_dx.wgsl.
         walk = walk_from(lid, WG);
         for (var k = lid; k < p.count; k = k + WG) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
             let g = grad_out(i);
-            dx[i] = T(q.y * g + q.z * (f32(x[i]) - q.x) + q.w);
+            dx[i] = T(dx_value(g, f32(x[i]), q));
             if ((p.flags & FLAG_RESIDUAL) != 0u) {
                 dz[i] = T(g);
             }

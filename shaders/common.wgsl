@@ -277,6 +277,39 @@ fn backward_channel(s: vec2<f32>, st: vec4<f32>) -> BackwardChannel {
     return BackwardChannel(sum_dy_xhat, sum_dy, q);
 }
 
+// y of one element from its x value `xv` and chan[c] = `q` = (shift, scale, bias, 0), then
+// the fused epilogue with the residual's value `zv` (read by the caller with FLAG_RESIDUAL
+// only). Shared by `normalize.wgsl` and `forward_fused.wgsl`.
+fn normalized(xv: f32, q: vec4<f32>, zv: f32) -> f32 {
+    var v = (xv - q.x) * q.y + q.z;
+    if ((p.flags & FLAG_RESIDUAL) != 0u) {
+        v = v + zv;
+    }
+    if ((p.flags & FLAG_RELU) != 0u) {
+        v = max(v, 0.0);
+    }
+    return v;
+}
+
+// dx of one element from the gradient `g` reaching batch norm's output, its x value `xv`
+// and chan[c] = `q` = (mean, a, b, d). Shared by `backward_dx.wgsl` and `backward_fused.wgsl`.
+fn dx_value(g: f32, xv: f32, q: vec4<f32>) -> f32 {
+    return q.y * g + q.z * (xv - q.x) + q.w;
+}
+
+// Invocation 0's `v`, for every invocation of the workgroup, through red[0] (declared by
+// the reduction helpers). Call from uniform control flow with all WG invocations present.
+fn broadcast_first(lid: u32, v: vec4<f32>) -> vec4<f32> {
+    if (lid == 0u) {
+        red[0] = v;
+    }
+    workgroupBarrier();
+    let r = red[0];
+    // Every invocation has its copy before anything reuses red.
+    workgroupBarrier();
+    return r;
+}
+
 // Chan's merge of two partial results; `a` is taken as the earlier part.
 fn welford_merge(a: Welford, b: Welford) -> Welford {
     if (b.n == 0.0) {

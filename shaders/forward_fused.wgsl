@@ -35,7 +35,8 @@ fn main(
         }
         let r = reduce_welford(lid, w);
         // Coefficients, as stats_finalize.wgsl with one partial (valid in invocation 0),
-        // handed to the workgroup through red[0].
+        // handed to the whole workgroup.
+        var coeffs = vec4<f32>(0.0);
         if (lid == 0u) {
             var g = 1.0;
             var b = 0.0;
@@ -48,25 +49,19 @@ fn main(
             save_invstd[c] = f.invstd;
             chan[c] = f.coeffs;
             chan[p.channels + c] = f.stats;
-            red[0] = f.coeffs;
+            coeffs = f.coeffs;
         }
-        workgroupBarrier();
-        let q = red[0];
-        // Every invocation has its copy before the next channel's reduction reuses red.
-        workgroupBarrier();
+        let q = broadcast_first(lid, coeffs);
         // y, as normalize.wgsl.
         walk = walk_from(lid, WG);
         for (var k = lid; k < p.count; k = k + WG) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
-            var v = (f32(x[i]) - q.x) * q.y + q.z;
+            var zv = 0.0;
             if ((p.flags & FLAG_RESIDUAL) != 0u) {
-                v = v + f32(z[i]);
+                zv = f32(z[i]);
             }
-            if ((p.flags & FLAG_RELU) != 0u) {
-                v = max(v, 0.0);
-            }
-            y[i] = T(v);
+            y[i] = T(normalized(f32(x[i]), q, zv));
         }
     }
 }

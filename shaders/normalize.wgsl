@@ -23,13 +23,10 @@ fn main(
     for (var i = first; i < p.len; i = i + stride) {
         let q = chan[walk.c];
         walk = flat_walk_next(walk);
-        var v = (f32(x[i]) - q.x) * q.y + q.z;
+        var zv = 0.0;
         if ((p.flags & FLAG_RESIDUAL) != 0u) {
-            v = v + f32(z[i]);
+            zv = f32(z[i]);
         }
-        if ((p.flags & FLAG_RELU) != 0u) {
-            v = max(v, 0.0);
-        }
-        y[i] = T(v);
+        y[i] = T(normalized(f32(x[i]), q, zv));
     }
 }
