@@ -55,20 +55,7 @@ fn f16_tensors_every_mode_layout_epilogue_and_reduction() {
                     .dtype(DType::F16)
                     .epilogue(epilogue)
                     .track_running_stats(track);
-                for reduction in reductions(gpu) {
-                    let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
-                    for mode in [Mode::Train, Mode::Eval] {
-                        check_recorded(
-                            &gpu.device,
-                            &gpu.queue,
-                            &bn,
-                            mode,
-                            &shape,
-                            TOL_F16,
-                            &mut rng,
-                        );
-                    }
-                }
+                check_recorded_every_layer(config, &shape, TOL_F16, &mut rng);
             }
         }
     }

@@ -11,7 +11,6 @@ use wgpu_batchnorm::{
 
 /// Every option combination, both modes, every reduction path, on each shape.
 fn every_option(shapes: &[&[usize]], layout: Layout) {
-    let gpu = gpu();
     let mut rng = rng();
     for dims in shapes {
         let shape = TensorShape::new(dims, layout).unwrap();
@@ -22,12 +21,7 @@ fn every_option(shapes: &[&[usize]], layout: Layout) {
                         .affine(affine)
                         .track_running_stats(track)
                         .momentum(momentum);
-                    for reduction in reductions(gpu) {
-                        let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
-                        for mode in [Mode::Train, Mode::Eval] {
-                            check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
-                        }
-                    }
+                    check_every_layer(config, &shape, ORDINARY, TOL, &mut rng);
                 }
             }
         }
@@ -67,7 +61,6 @@ fn eps_and_momentum_values_are_honoured() {
 
 #[test]
 fn sizes_that_are_not_multiples_of_the_workgroup() {
-    let gpu = gpu();
     let mut rng = rng();
     let shapes: [(&[usize], Layout); 6] = [
         (&[3, 4, 257], Layout::ChannelsFirst),
@@ -79,13 +72,8 @@ fn sizes_that_are_not_multiples_of_the_workgroup() {
     ];
     for (dims, layout) in shapes {
         let shape = TensorShape::new(dims, layout).unwrap();
-        for reduction in reductions(gpu) {
-            let config = BatchNormConfig::new(shape.channels());
-            let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
-            for mode in [Mode::Train, Mode::Eval] {
-                check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
-            }
-        }
+        let config = BatchNormConfig::new(shape.channels());
+        check_every_layer(config, &shape, ORDINARY, TOL, &mut rng);
     }
 }
 
@@ -93,7 +81,6 @@ fn sizes_that_are_not_multiples_of_the_workgroup() {
 fn long_channels_split_across_many_workgroups() {
     // 130,000 values per channel: far more than one workgroup's 256 invocations take, so
     // each channel's statistics come from many partials merged in a second dispatch.
-    let gpu = gpu();
     let mut rng = rng();
     let shapes: [(&[usize], Layout); 2] = [
         (&[2, 2, 260, 250], Layout::ChannelsFirst),
@@ -101,9 +88,7 @@ fn long_channels_split_across_many_workgroups() {
     ];
     for (dims, layout) in shapes {
         let shape = TensorShape::new(dims, layout).unwrap();
-        for reduction in reductions(gpu) {
-            let config = BatchNormConfig::new(shape.channels());
-            let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
+        for bn in layers(BatchNormConfig::new(shape.channels())) {
             check(&bn, Mode::Train, &shape, ORDINARY, TOL, &mut rng);
         }
     }
@@ -175,7 +160,6 @@ fn running_statistics_over_several_training_steps() {
 fn data_far_from_zero_mean() {
     // Mean 10^4 times the standard deviation, at two scales: naive E[x^2] - E[x]^2 in f32
     // gives garbage or negative variances here.
-    let gpu = gpu();
     let mut rng = rng();
     let shapes: [(&[usize], Layout); 2] = [
         (&[4, 3, 40, 40], Layout::ChannelsFirst),
@@ -193,13 +177,8 @@ fn data_far_from_zero_mean() {
     ] {
         for (dims, layout) in shapes {
             let shape = TensorShape::new(dims, layout).unwrap();
-            for reduction in reductions(gpu) {
-                let config = BatchNormConfig::new(shape.channels());
-                let bn = BatchNorm::with_reduction(&gpu.device, config, reduction).unwrap();
-                for mode in [Mode::Train, Mode::Eval] {
-                    check(&bn, mode, &shape, data, TOL_FAR_MEAN, &mut rng);
-                }
-            }
+            let config = BatchNormConfig::new(shape.channels());
+            check_every_layer(config, &shape, data, TOL_FAR_MEAN, &mut rng);
         }
     }
 }

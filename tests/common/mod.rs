@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, DType, Epilogue, ForwardBuffers,
-    HeadlessGpu, HostRunningStats, Mode, Reduction, RunningStats, SavedStats, TensorShape,
-    reference,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, DType, Epilogue,
+    ForwardBuffers, HeadlessGpu, HostRunningStats, Mode, Reduction, RunningStats, SavedStats,
+    TensorShape, reference,
 };
 
 /// Relative L2 bound on ordinary data.
@@ -72,6 +72,48 @@ pub fn reductions(gpu: &HeadlessGpu) -> Vec<Reduction> {
         r.push(Reduction::Subgroup);
     }
     r
+}
+
+/// A layer with `config` for every reduction this test binary's device runs.
+pub fn layers(config: BatchNormConfig) -> Vec<BatchNorm> {
+    let gpu = gpu();
+    reductions(gpu)
+        .into_iter()
+        .map(|r| BatchNorm::with_reduction(&gpu.device, config, r).unwrap())
+        .collect()
+}
+
+/// Both modes.
+pub const MODES: [Mode; 2] = [Mode::Train, Mode::Eval];
+
+/// [`check`] of a layer with `config` for every reduction path, in both modes.
+pub fn check_every_layer(
+    config: BatchNormConfig,
+    shape: &TensorShape,
+    data: Data,
+    tol: f64,
+    rng: &mut StdRng,
+) {
+    for bn in layers(config) {
+        for mode in MODES {
+            check(&bn, mode, shape, data, tol, rng);
+        }
+    }
+}
+
+/// [`check_recorded`] of a layer with `config` for every reduction path, in both modes.
+pub fn check_recorded_every_layer(
+    config: BatchNormConfig,
+    shape: &TensorShape,
+    tol: f64,
+    rng: &mut StdRng,
+) {
+    let gpu = gpu();
+    for bn in layers(config) {
+        for mode in MODES {
+            check_recorded(&gpu.device, &gpu.queue, &bn, mode, shape, tol, rng);
+        }
+    }
 }
 
 /// A random generator with a fresh seed, printed so a failure can be replayed: run the
