@@ -240,9 +240,15 @@ pub fn backward(
 /// Relative L2 error `||got - want|| / ||want||` (absolute when `want` is all zeros), and
 /// the index of the largest difference. NaN in `got` gives an infinite error.
 pub fn relative_l2_error(got: &[f32], want: &[f64]) -> (f64, usize) {
+    l2_error(got, want, |w, _| w * w)
+}
+
+/// `||got - want|| / sqrt(sum of norm2(want[i], i))` (absolute when that sum is zero), and
+/// the index of the largest difference; NaN or infinity in `got` gives an infinite error.
+fn l2_error(got: &[f32], want: &[f64], norm2: impl Fn(f64, usize) -> f64) -> (f64, usize) {
     assert_eq!(got.len(), want.len(), "lengths differ");
     let mut diff2 = 0.0;
-    let mut norm2 = 0.0;
+    let mut norm = 0.0;
     let mut worst = (0.0, 0);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let d = (f64::from(g) - w).abs();
@@ -253,10 +259,10 @@ pub fn relative_l2_error(got: &[f32], want: &[f64]) -> (f64, usize) {
             worst = (d, i);
         }
         diff2 += d * d;
-        norm2 += w * w;
+        norm += norm2(w, i);
     }
-    let err = if norm2 > 0.0 {
-        (diff2 / norm2).sqrt()
+    let err = if norm > 0.0 {
+        (diff2 / norm).sqrt()
     } else {
         diff2.sqrt()
     };
@@ -286,26 +292,7 @@ pub fn mean_abs(shape: &TensorShape, x: &[f32]) -> Vec<f64> {
 /// is [`relative_l2_error`].
 pub fn scaled_error(got: &[f32], want: &[f64], scale: &[f64]) -> (f64, usize) {
     assert_eq!(scale.len(), want.len(), "lengths differ");
-    let (rel, at) = relative_l2_error(got, want);
-    if !rel.is_finite() {
-        return (rel, at);
-    }
-    let diff2: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, w)| (f64::from(g) - w).powi(2))
-        .sum();
-    let norm2: f64 = want
-        .iter()
-        .zip(scale)
-        .map(|(w, s)| w.abs().max(*s).powi(2))
-        .sum();
-    let err = if norm2 > 0.0 {
-        (diff2 / norm2).sqrt()
-    } else {
-        diff2.sqrt()
-    };
-    (err, at)
+    l2_error(got, want, |w, i| w.abs().max(scale[i]).powi(2))
 }
 
 /// Applies a fused epilogue to a reference forward's output in place: adds the residual
