@@ -644,17 +644,16 @@ impl BatchNorm {
         });
         // One pass per channel (statistics, coefficients and y) where each channel is one
         // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
-        let fused = match (&p.forward_fused, &plan.pieces[..]) {
-            (Some(kernel), [piece])
-                if saved.is_some() && given.is_none() && plan.lanes == 0 && piece.chunks == 1 =>
+        let fused = match (&p.forward_fused, &plan.pieces[..], saved) {
+            (Some(kernel), [piece], Some(s))
+                if given.is_none() && plan.lanes == 0 && piece.chunks == 1 =>
             {
-                Some((kernel, piece))
+                Some((kernel, piece, s))
             }
             _ => None,
         };
-        match (saved, running) {
-            (Some(s), _) if fused.is_some() => {
-                let (kernel, piece) = fused.expect("checked by the guard");
+        match (fused, saved, running) {
+            (Some((kernel, piece, s)), _, _) => {
                 let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
                 let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
                 let z = residual.map_or(dummy, |z| piece.of(z));
@@ -666,7 +665,7 @@ impl BatchNorm {
                     shape.channels(),
                 );
             }
-            (Some(s), _) if given.is_some() || !empty => {
+            (None, Some(s), _) if given.is_some() || !empty => {
                 let stats = match given {
                     Some(g) => g,
                     None => {
@@ -684,15 +683,17 @@ impl BatchNorm {
                     per_channel,
                 );
             }
-            (Some(_), _) => {}
-            (None, Some(r)) => self.dispatch(
+            (None, Some(_), _) => {}
+            (None, None, Some(r)) => self.dispatch(
                 &mut pass,
                 &p.eval_coeffs,
                 &global,
                 &[r.mean, r.var, gamma, beta, chan],
                 per_channel,
             ),
-            (None, None) => unreachable!("presence checks give saved or running statistics"),
+            (None, None, None) => {
+                unreachable!("presence checks give saved or running statistics")
+            }
         }
         if let (Some(r), Some(t)) = (running, tracked) {
             let k = skipped.unwrap_or(dummy);
