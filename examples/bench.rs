@@ -321,6 +321,9 @@ struct Row {
     dims: Vec<usize>,
     layout: &'static str,
     pass: &'static str,
+    /// The tensor's bytes, B.
+    tensor_bytes: u64,
+    /// Bytes the pass moves: 3B, 2B or 5B.
     bytes: u64,
     ms: f64,
     stream_ms: f64,
@@ -330,9 +333,13 @@ impl Row {
     fn gbps(&self) -> f64 {
         self.bytes as f64 / (self.ms * 1e6)
     }
-    /// Effective bandwidth over the streaming kernel's (2B in `stream_ms`).
-    fn of_stream(&self, tensor_bytes: u64) -> f64 {
-        self.gbps() / (2.0 * tensor_bytes as f64 / (self.stream_ms * 1e6))
+    /// The streaming kernel's bandwidth: 2B in `stream_ms`.
+    fn stream_gbps(&self) -> f64 {
+        2.0 * self.tensor_bytes as f64 / (self.stream_ms * 1e6)
+    }
+    /// Effective bandwidth over the streaming kernel's.
+    fn of_stream(&self) -> f64 {
+        self.gbps() / self.stream_gbps()
     }
 }
 
@@ -505,6 +512,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 dims: case.dims.clone(),
                 layout: case.layout,
                 pass,
+                tensor_bytes: bytes,
                 bytes: times * bytes,
                 ms,
                 stream_ms,
@@ -516,8 +524,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 pass,
                 row.ms,
                 row.gbps(),
-                100.0 * row.of_stream(bytes),
-                2.0 * bytes as f64 / (stream_ms * 1e6),
+                100.0 * row.of_stream(),
+                row.stream_gbps(),
             );
             rows.push(row);
         }
@@ -586,7 +594,6 @@ fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row])
         opts.reps, opts.warmup
     );
     for (i, r) in rows.iter().enumerate() {
-        let tensor_bytes = r.bytes / PASSES.iter().find(|p| p.0 == r.pass).map_or(1, |p| p.1);
         out += &format!(
             "    {{\"shape\": {:?}, \"layout\": \"{}\", \"pass\": \"{}\", \"bytes\": {}, \"ms\": {:.6}, \"gbps\": {:.2}, \"stream_ms\": {:.6}, \"stream_pct\": {:.2}}}{}\n",
             r.dims,
@@ -596,7 +603,7 @@ fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row])
             r.ms,
             r.gbps(),
             r.stream_ms,
-            100.0 * r.of_stream(tensor_bytes),
+            100.0 * r.of_stream(),
             if i + 1 < rows.len() { "," } else { "" }
         );
     }
