@@ -168,10 +168,24 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// The gradient reaching batch norm's output through the fused epilogue: dy where the
-// forward's output `y` passed the ReLU (y > 0), zero elsewhere; dy without an epilogue.
+// NaN, by the bits (compilers may fold `x != x` away).
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// max(v, 0) that keeps a NaN, as PyTorch's relu and clamp do (WGSL leaves `max` with a NaN
+// argument unspecified; llvmpipe returns the other operand). CPU twin:
+// `reference::relu`.
+fn max0(v: f32) -> f32 {
+    return select(max(v, 0.0), v, is_nan(v));
+}
+
+// The gradient reaching batch norm's output through the fused epilogue: zero where the
+// forward's output `y` was cut by the ReLU (y <= 0), dy elsewhere, a NaN `y` included (as
+// PyTorch's `threshold_backward`); dy without an epilogue. CPU twin:
+// `reference::through_epilogue`.
 fn through_epilogue(dy: f32, y: f32) -> f32 {
-    if ((p.flags & FLAG_RELU) != 0u && !(y > 0.0)) {
+    if ((p.flags & FLAG_RELU) != 0u && y <= 0.0 && !is_nan(y)) {
         return 0.0;
     }
     return dy;
@@ -236,7 +250,8 @@ struct ForwardChannel {
 }
 
 fn forward_channel(w: Welford, shift: f32, g: f32, b: f32) -> ForwardChannel {
-    let var_b = max(w.m2 / w.n, 0.0);
+    // M2 is a sum of non-negative terms; the clamp only guards rounding and keeps NaN.
+    let var_b = max0(w.m2 / w.n);
     let invstd = 1.0 / sqrt(var_b + p.eps);
     let mean = shift + w.mean;
     let scale = g * invstd;
@@ -286,14 +301,19 @@ fn normalized(xv: f32, q: vec4<f32>, zv: f32) -> f32 {
         v = v + zv;
     }
     if ((p.flags & FLAG_RELU) != 0u) {
-        v = max(v, 0.0);
+        v = max0(v);
     }
     return v;
 }
 
 // dx of one element from the gradient `g` reaching batch norm's output, its x value `xv`
-// and chan[c] = `q` = (mean, a, b, d). Shared by `backward_dx.wgsl` and `backward_fused.wgsl`.
+// and chan[c] = `q` = (mean, a, b, d). With running statistics (eval) dx = a * g does not
+// read x, so a NaN in x stays out of dx as in PyTorch (0 * NaN would be NaN). Shared by
+// `backward_dx.wgsl` and `backward_fused.wgsl`.
 fn dx_value(g: f32, xv: f32, q: vec4<f32>) -> f32 {
+    if ((p.flags & FLAG_BATCH_STATS) == 0u) {
+        return q.y * g;
+    }
     return q.y * g + q.z * (xv - q.x) + q.w;
 }
 

@@ -238,19 +238,41 @@ pub fn backward(
 }
 
 /// Relative L2 error `||got - want|| / ||want||` (absolute when `want` is all zeros), and
-/// the index of the largest difference. NaN in `got` gives an infinite error.
+/// the index of the largest difference. Non-finite values must match (see
+/// [`non_finite_matches`]); any other NaN or infinity in `got` gives an infinite error.
 pub fn relative_l2_error(got: &[f32], want: &[f64]) -> (f64, usize) {
     l2_error(got, want, |w, _| w * w)
 }
 
-/// `||got - want|| / sqrt(sum of norm2(want[i], i))` (absolute when that sum is zero), and
-/// the index of the largest difference; NaN or infinity in `got` gives an infinite error.
+/// Whether `got` matches a non-finite reference value `want`: NaN by NaN; an infinity by
+/// the same infinity or by NaN. The reference takes a channel's mean in two passes, so a
+/// channel holding an infinity has an infinite mean (and a NaN variance); a one-pass
+/// (Welford) update, as on the GPU, meets `inf - inf` and gives NaN for that mean. Both
+/// are non-finite, and everything computed from that channel is NaN either way.
+pub fn non_finite_matches(got: f32, want: f64) -> bool {
+    if want.is_nan() {
+        got.is_nan()
+    } else {
+        got.is_nan() || f64::from(got) == want
+    }
+}
+
+/// `||got - want|| / sqrt(sum of norm2(want[i], i))` over the finite reference values
+/// (absolute when that sum is zero), and the index of the largest difference; a
+/// non-finite reference value must be matched (see [`non_finite_matches`]), and NaN or
+/// infinity in `got` anywhere else gives an infinite error.
 fn l2_error(got: &[f32], want: &[f64], norm2: impl Fn(f64, usize) -> f64) -> (f64, usize) {
     assert_eq!(got.len(), want.len(), "lengths differ");
     let mut diff2 = 0.0;
     let mut norm = 0.0;
     let mut worst = (0.0, 0);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if !w.is_finite() {
+            if !non_finite_matches(g, w) {
+                return (f64::INFINITY, i);
+            }
+            continue;
+        }
         let d = (f64::from(g) - w).abs();
         if !d.is_finite() {
             return (f64::INFINITY, i);
@@ -306,14 +328,20 @@ pub fn apply_epilogue(y: &mut [f64], residual: Option<&[f32]>, epilogue: Epilogu
     }
     if epilogue != Epilogue::None {
         for v in y.iter_mut() {
-            *v = v.max(0.0);
+            *v = relu(*v);
         }
     }
 }
 
+/// PyTorch's `relu`: `max(v, 0)`, NaN kept (`f64::max` would drop it).
+pub fn relu(v: f64) -> f64 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 /// The gradient reaching batch norm's output through a fused epilogue, given the gradient
 /// `dy` of the epilogue's output and that output `y` (the forward's, as the GPU backward
-/// takes it): `dy` where `y > 0`, else 0; `dy` itself without an epilogue. With
+/// takes it): 0 where `y <= 0`, else `dy`, so a NaN `y` passes the gradient as PyTorch's
+/// `threshold_backward` does; `dy` itself without an epilogue. With
 /// [`Epilogue::AddRelu`] this is also the residual's gradient.
 pub fn through_epilogue(dy: &[f32], y: &[f32], epilogue: Epilogue) -> Vec<f32> {
     if epilogue == Epilogue::None {
@@ -321,6 +349,6 @@ pub fn through_epilogue(dy: &[f32], y: &[f32], epilogue: Epilogue) -> Vec<f32> {
     }
     dy.iter()
         .zip(y)
-        .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
+        .map(|(&g, &y)| if y <= 0.0 { 0.0 } else { g })
         .collect()
 }

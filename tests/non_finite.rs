@@ -1,11 +1,13 @@
 //! Non-finite batch statistics: by default they flow into the running statistics as in
-//! PyTorch; with `skip_non_finite_update` the batch's update is skipped and reported.
+//! PyTorch; with `skip_non_finite_update` the batch's update is skipped and reported. NaN
+//! and infinities in x, dy and the residual reach every output as in PyTorch.
 
 mod common;
 
 use common::*;
 use wgpu_batchnorm::{
-    BatchNorm, BatchNormConfig, BatchNormError, HostRunningStats, Mode, TensorShape, reference,
+    BatchNorm, BatchNormConfig, BatchNormError, DType, Epilogue, HostRunningStats, Layout, Mode,
+    Reduction, TensorShape, reference,
 };
 
 fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
@@ -127,4 +129,129 @@ fn skipping_needs_a_counter_buffer() {
         ),
         "{e}"
     );
+}
+
+/// The layouts and sizes that take each kernel path: channel-first with every channel one
+/// chunk (one-pass kernels), channel-first with several chunks per channel (separate
+/// partial, finalize and elementwise passes), and channels-last (row partial passes).
+const PATH_SHAPES: [(&[usize], Layout); 3] = [
+    (&[2, 3, 5, 7], Layout::ChannelsFirst),
+    (&[2, 3, 48, 48], Layout::ChannelsFirst),
+    (&[3, 4, 4, 3], Layout::ChannelsLast),
+];
+
+/// One NaN or infinity in x, dy or the residual, at a random element of channel `c`.
+fn injections(
+    shape: &TensorShape,
+    rng: &mut rand::rngs::StdRng,
+    epilogue: Epilogue,
+) -> Vec<Inject> {
+    use rand::RngExt;
+    let mut at = |c: usize| shape.index(c, rng.random_range(0..shape.per_channel()));
+    let mut out = Vec::new();
+    for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        out.push(Inject {
+            x: vec![(at(1), v)],
+            ..Default::default()
+        });
+    }
+    out.push(Inject {
+        dy: vec![(at(0), f32::NAN)],
+        ..Default::default()
+    });
+    if epilogue == Epilogue::AddRelu {
+        out.push(Inject {
+            z: vec![(at(2), f32::NAN)],
+            ..Default::default()
+        });
+    }
+    out
+}
+
+/// NaN and infinities propagate as in PyTorch through every output (y, saved and running
+/// statistics, dx, dgamma, dbeta, dz) on every path, epilogue, dtype, reduction and mode:
+/// a NaN output where the reference has one, the other channels untouched.
+#[test]
+fn nan_and_inf_propagate_as_in_pytorch() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let mut dtypes = vec![DType::F32];
+    if gpu.device.features().contains(wgpu::Features::SHADER_F16) {
+        dtypes.push(DType::F16);
+    }
+    let mut cases = 0;
+    for (dims, layout) in PATH_SHAPES {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        for dtype in &dtypes {
+            let tol = if *dtype == DType::F16 { 1e-3 } else { TOL };
+            for epilogue in [Epilogue::None, Epilogue::Relu, Epilogue::AddRelu] {
+                let config = BatchNormConfig::new(shape.channels())
+                    .dtype(*dtype)
+                    .epilogue(epilogue);
+                for bn in layers(config) {
+                    for mode in MODES {
+                        for inject in injections(&shape, &mut rng, epilogue) {
+                            check_recorded_with(
+                                &gpu.device,
+                                &gpu.queue,
+                                &bn,
+                                mode,
+                                &shape,
+                                tol,
+                                &mut rng,
+                                &inject,
+                            );
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{cases} cases");
+}
+
+/// The same for a tensor processed in pieces (a device with a 4 KiB binding limit).
+#[test]
+fn nan_and_inf_propagate_in_pieces() {
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[5, 3, 11, 13]).unwrap();
+    for epilogue in [Epilogue::None, Epilogue::AddRelu] {
+        let config = BatchNormConfig::new(3).epilogue(epilogue);
+        let bn = BatchNorm::with_reduction(&device, config, Reduction::Workgroup).unwrap();
+        for mode in MODES {
+            for inject in injections(&shape, &mut rng, epilogue) {
+                check_recorded_with(&device, &queue, &bn, mode, &shape, TOL, &mut rng, &inject);
+            }
+        }
+    }
+}
+
+/// The reference itself propagates: relu keeps NaN, a NaN output passes the gradient (as
+/// PyTorch's `threshold_backward`), and a NaN in x makes its channel's statistics and y NaN.
+#[test]
+fn the_reference_propagates_nan() {
+    assert!(reference::relu(f64::NAN).is_nan());
+    assert_eq!(reference::relu(-2.0), 0.0);
+    let g = reference::through_epilogue(&[1.0, 2.0, 3.0], &[f32::NAN, 0.0, -1.0], Epilogue::Relu);
+    assert_eq!(g, [1.0, 0.0, 0.0]);
+    let shape = TensorShape::channels_first(&[2, 2]).unwrap();
+    let x = [1.0, f32::NAN, 3.0, 4.0];
+    let f = reference::forward(
+        &BatchNormConfig::new(2),
+        Mode::Train,
+        &shape,
+        &x,
+        None,
+        None,
+    );
+    assert!(f.y[1].is_nan() && f.y[3].is_nan());
+    assert!(f.y[0].is_finite() && f.y[2].is_finite());
+    let mut y = f.y.clone();
+    reference::apply_epilogue(&mut y, None, Epilogue::Relu);
+    assert!(y[1].is_nan() && y[3].is_nan());
 }

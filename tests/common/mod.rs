@@ -510,17 +510,54 @@ pub fn check_recorded(
     tol: f64,
     rng: &mut StdRng,
 ) {
+    check_recorded_with(device, queue, bn, mode, shape, tol, rng, &Inject::default());
+}
+
+/// Values written over the random inputs of [`check_recorded_with`]: (flat index, value)
+/// pairs for x, the residual z and dy, e.g. a NaN or an infinity.
+#[derive(Clone, Debug, Default)]
+pub struct Inject {
+    pub x: Vec<(usize, f32)>,
+    pub z: Vec<(usize, f32)>,
+    pub dy: Vec<(usize, f32)>,
+}
+
+impl Inject {
+    fn apply(list: &[(usize, f32)], v: &mut [f32]) {
+        for &(i, value) in list {
+            v[i] = value;
+        }
+    }
+}
+
+/// [`check_recorded`] with `inject` written over the random inputs. Non-finite outputs
+/// must match the reference's (see `reference::non_finite_matches`).
+#[allow(clippy::too_many_arguments)]
+pub fn check_recorded_with(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    bn: &BatchNorm,
+    mode: Mode,
+    shape: &TensorShape,
+    tol: f64,
+    rng: &mut StdRng,
+    inject: &Inject,
+) {
     let config = *bn.config();
     let dtype = config.dtype;
     let (n, c) = (shape.numel(), shape.channels());
     let case = format!(
-        "{:?} {:?} {mode:?} {config:?}",
+        "{:?} {:?} {mode:?} {config:?} subgroups={} {inject:?}",
         shape.layout(),
-        shape.dims()
+        shape.dims(),
+        bn.uses_subgroups()
     );
-    let x = round_to(dtype, &normal(rng, n, 1.0, 2.0));
-    let z = round_to(dtype, &normal(rng, n, 0.0, 1.0));
-    let dy = round_to(dtype, &normal(rng, n, 0.2, 1.0));
+    let [mut x, mut z, mut dy] =
+        [(1.0, 2.0), (0.0, 1.0), (0.2, 1.0)].map(|(m, s)| normal(rng, n, m, s));
+    Inject::apply(&inject.x, &mut x);
+    Inject::apply(&inject.z, &mut z);
+    Inject::apply(&inject.dy, &mut dy);
+    let [x, z, dy] = [x, z, dy].map(|v| round_to(dtype, &v));
     let gamma = normal(rng, c, 1.0, 0.3);
     let beta = normal(rng, c, 0.0, 0.5);
     let (rm, rv) = (normal(rng, c, 1.0, 0.2), uniform(rng, c, 2.0, 6.0));
