@@ -43,11 +43,23 @@ pub enum BatchNormError {
         /// The shape given.
         dims: Vec<usize>,
     },
-    /// The tensor has more elements than the kernels index (2^31 - 1).
-    #[error("the tensor has {elements} elements; at most {max} are supported")]
+    /// The tensor has more elements than the kernels index (2^31 - 1), or, for an empty
+    /// tensor (a zero-sized batch or spatial axis), its other axes multiply to more than
+    /// that: the kernels' `(outer, C, inner)` view must fit their 32-bit indices either way.
+    #[error(
+        "the tensor {dims:?} has {} elements{}; at most {max} are supported{}",
+        elements.map_or("more than 2^64".to_string(), |e| e.to_string()),
+        if *empty { " in its non-zero axes" } else { "" },
+        if *empty { ", also for an empty tensor" } else { "" }
+    )]
     TooManyElements {
-        /// Elements in the tensor.
-        elements: u64,
+        /// The shape given.
+        dims: Vec<usize>,
+        /// Elements in the tensor, or for an empty tensor the product of its non-zero
+        /// axes; `None` where that product exceeds `u64`.
+        elements: Option<u64>,
+        /// Whether the tensor is empty (an axis of size 0).
+        empty: bool,
         /// Largest count supported.
         max: u64,
     },

@@ -28,7 +28,8 @@ pub const MAX_ELEMENTS: u64 = (1 << 31) - 1;
 
 /// A validated tensor shape: rank 2 to 5, at least one channel, at most [`MAX_ELEMENTS`]
 /// elements, dense (row-major in the order the dims are given). The batch and spatial axes
-/// may be 0: an empty batch, which PyTorch accepts too.
+/// may be 0: an empty batch, which PyTorch accepts too; its non-zero axes must still
+/// multiply to at most [`MAX_ELEMENTS`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TensorShape {
     dims: Vec<usize>,
@@ -58,13 +59,17 @@ impl TensorShape {
                 dims: dims.to_vec(),
             });
         }
-        let elements = dims
+        // Every product of axes below (numel, outer, inner, per_channel) is at most the
+        // product of the non-zero axes, so bounding it bounds them all, empty tensors too.
+        let extent = dims
             .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .unwrap_or(u64::MAX);
-        if elements > MAX_ELEMENTS {
+            .filter(|&&d| d != 0)
+            .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
+        if extent.is_none_or(|e| e > MAX_ELEMENTS) {
             return Err(BatchNormError::TooManyElements {
-                elements,
+                dims: dims.to_vec(),
+                elements: extent,
+                empty: dims.contains(&0),
                 max: MAX_ELEMENTS,
             });
         }

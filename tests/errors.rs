@@ -130,9 +130,32 @@ fn zero_sized_channel_axis() {
 #[test]
 fn too_many_elements() {
     let e = TensorShape::channels_first(&[1 << 20, 1 << 12]).unwrap_err();
-    assert!(matches!(e, BatchNormError::TooManyElements { .. }), "{e}");
+    assert!(
+        matches!(e, BatchNormError::TooManyElements { elements: Some(n), empty: false, .. } if n == 1 << 32),
+        "{e}"
+    );
     let e = TensorShape::channels_first(&[usize::MAX, 2, usize::MAX]).unwrap_err();
-    assert!(matches!(e, BatchNormError::TooManyElements { .. }), "{e}");
+    assert!(
+        matches!(e, BatchNormError::TooManyElements { elements: None, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("more than 2^64"), "{e}");
+    // Empty tensors whose other axes overflow: refused with the right words, not counted as
+    // 2^64 - 1 elements, and no overflow in any later product.
+    for dims in [&[usize::MAX, 2, 0][..], &[0, 1, 1 << 40, 1 << 40]] {
+        let e = TensorShape::channels_first(dims).unwrap_err();
+        assert!(
+            matches!(e, BatchNormError::TooManyElements { empty: true, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("non-zero axes"), "{e}");
+    }
+    // The largest empty tensor accepted has every product in range.
+    let s = TensorShape::channels_first(&[0, 1 << 15, 1 << 15, 1]).unwrap();
+    assert_eq!(
+        (s.numel(), s.per_channel(), s.outer_inner()),
+        (0, 0, (0, 1 << 15))
+    );
 }
 
 #[test]
