@@ -114,17 +114,30 @@ impl VarianceConvention {
     /// `count / (count - 1)` or its inverse. Exact when every batch averaged had `count`
     /// values per channel, as in training with a fixed batch size; the variance's initial
     /// value (1) is scaled too, which is what the other convention would hold only if it
-    /// had started from the scaled value. `count` must be at least 2.
-    pub fn convert(self, running_var: &mut [f32], count: usize, to: VarianceConvention) {
+    /// had started from the scaled value.
+    ///
+    /// `count` must be at least 2 (also when the conventions are equal); below that the
+    /// factor is undefined and this returns [`BatchNormError::ConversionCount`] with
+    /// `running_var` unchanged.
+    pub fn convert(
+        self,
+        running_var: &mut [f32],
+        count: usize,
+        to: VarianceConvention,
+    ) -> Result<()> {
+        if count < 2 {
+            return Err(BatchNormError::ConversionCount { count });
+        }
         let ratio = count as f64 / (count as f64 - 1.0);
         let factor = match (self, to) {
             (VarianceConvention::Biased, VarianceConvention::Unbiased) => ratio,
             (VarianceConvention::Unbiased, VarianceConvention::Biased) => 1.0 / ratio,
-            _ => return,
+            _ => return Ok(()),
         };
         for v in running_var {
             *v = (f64::from(*v) * factor) as f32;
         }
+        Ok(())
     }
 }
 

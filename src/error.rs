@@ -151,6 +151,15 @@ pub enum BatchNormError {
         /// Output channels (the batch norm's channel count).
         channels: usize,
     },
+    /// [`crate::VarianceConvention::convert`] for batches of fewer than 2 values per
+    /// channel, where the factor `count / (count - 1)` is undefined.
+    #[error(
+        "converting a running variance between the biased and unbiased conventions needs batches of at least 2 values per channel (the factor is count / (count - 1)), got {count}"
+    )]
+    ConversionCount {
+        /// The count given.
+        count: usize,
+    },
     /// An invalid option in [`crate::BatchNormConfig`].
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use wgpu_batchnorm::{
-    BatchNorm, BatchNormConfig, HostRunningStats, Mode, MomentumConvention, TensorShape,
-    VarianceConvention, reference,
+    BatchNorm, BatchNormConfig, BatchNormError, HostRunningStats, Mode, MomentumConvention,
+    TensorShape, VarianceConvention, reference,
 };
 
 /// Six training steps in each convention, running statistics against the reference, then an
@@ -131,7 +131,9 @@ fn running_variance_converts_between_conventions_without_drift() {
     .unwrap();
     let mut a = HostRunningStats::new(4);
     let mut b = a.clone();
-    VarianceConvention::Unbiased.convert(&mut b.var, count, VarianceConvention::Biased);
+    VarianceConvention::Unbiased
+        .convert(&mut b.var, count, VarianceConvention::Biased)
+        .unwrap();
     for _ in 0..8 {
         let x = normal(&mut rng, shape.numel(), -1.0, 0.7);
         unbiased
@@ -156,7 +158,9 @@ fn running_variance_converts_between_conventions_without_drift() {
             .unwrap();
     }
     let mut converted = b.var.clone();
-    VarianceConvention::Biased.convert(&mut converted, count, VarianceConvention::Unbiased);
+    VarianceConvention::Biased
+        .convert(&mut converted, count, VarianceConvention::Unbiased)
+        .unwrap();
     let want: Vec<f64> = a.var.iter().map(|&v| f64::from(v)).collect();
     assert_close("biased -> unbiased", "running_var", &converted, &want, TOL);
     // Without the conversion the two differ by count / (count - 1).
@@ -165,4 +169,23 @@ fn running_variance_converts_between_conventions_without_drift() {
         err > 1.0 / count as f64 / 2.0,
         "conventions indistinguishable: {err}"
     );
+}
+
+#[test]
+fn variance_conversion_needs_two_values_per_channel() {
+    for count in [0, 1] {
+        for (from, to) in [
+            (VarianceConvention::Biased, VarianceConvention::Unbiased),
+            (VarianceConvention::Unbiased, VarianceConvention::Biased),
+            (VarianceConvention::Biased, VarianceConvention::Biased),
+        ] {
+            let mut var = vec![2.0f32, 3.0];
+            let e = from.convert(&mut var, count, to).unwrap_err();
+            assert!(
+                matches!(e, BatchNormError::ConversionCount { count: c } if c == count),
+                "{e}"
+            );
+            assert_eq!(var, [2.0, 3.0], "a refused conversion changed the values");
+        }
+    }
 }
