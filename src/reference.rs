@@ -105,16 +105,25 @@ pub fn update_running(config: &BatchNormConfig, running: &mut RunningStats, stat
         },
         None => 1.0 / running.num_batches_tracked as f64,
     };
-    let n = stats.count as f64;
-    let correction = match config.running_var_convention {
-        VarianceConvention::Unbiased => n / (n - 1.0),
-        VarianceConvention::Biased => 1.0,
-    };
     for c in 0..stats.mean.len() {
+        let var = match config.running_var_convention {
+            VarianceConvention::Unbiased => unbiased_variance(stats.var[c], stats.count),
+            VarianceConvention::Biased => stats.var[c],
+        };
         running.mean[c] = (1.0 - m) * running.mean[c] + m * stats.mean[c];
-        running.var[c] = (1.0 - m) * running.var[c] + m * stats.var[c] * correction;
+        running.var[c] = (1.0 - m) * running.var[c] + m * var;
     }
     true
+}
+
+/// The unbiased variance `count / (count - 1) * var` of a biased variance over `count`
+/// values; +inf for a single value (whose variance 0 says nothing), NaN kept.
+pub fn unbiased_variance(var: f64, count: usize) -> f64 {
+    if count == 1 && var == 0.0 {
+        return f64::INFINITY;
+    }
+    let n = count as f64;
+    var * n / (n - 1.0)
 }
 
 /// Reference forward. `affine` is `(gamma, beta)`; `running` is updated when the call

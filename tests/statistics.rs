@@ -257,3 +257,61 @@ fn statistics_buffers_are_checked() {
         .unwrap_err();
     assert!(matches!(e, BatchNormError::ChannelMismatch { .. }), "{e}");
 }
+
+/// `forward_with_statistics` with a total count of 1 (one sample on one device, nothing to
+/// merge): the unbiased variance is +inf as documented (not 0 / 0), the rest finite, and
+/// the reference agrees.
+#[test]
+fn a_total_count_of_one_gives_an_infinite_unbiased_variance() {
+    let mut rng = rng();
+    let c = 3;
+    let shape = TensorShape::channels_first(&[1, c]).unwrap();
+    let bn = BatchNorm::new(&gpu().device, BatchNormConfig::new(c)).unwrap();
+    let x = normal(&mut rng, c, 1.0, 2.0);
+    let (xb, stats) = (upload(&x), upload(&vec![f32::NAN; 4 * c]));
+    let (gb, bb) = (upload(&[1.0; 3]), upload(&[0.5; 3]));
+    let (rm, rv, t) = (upload(&[0.0; 3]), upload(&[1.0; 3]), upload(&[0.0]));
+    let (yb, sm, si) = (
+        upload(&[f32::NAN; 3]),
+        upload(&[f32::NAN; 3]),
+        upload(&[f32::NAN; 3]),
+    );
+    submit(|e| {
+        bn.statistics(e, &shape, xb.slice(..), stats.slice(..))
+            .unwrap();
+        bn.forward_with_statistics(
+            e,
+            &shape,
+            stats.slice(..),
+            &ForwardBuffers {
+                x: xb.slice(..),
+                y: yb.slice(..),
+                residual: None,
+                affine: Some(AffineParams {
+                    gamma: gb.slice(..),
+                    beta: bb.slice(..),
+                }),
+                running: Some(RunningStats {
+                    mean: rm.slice(..),
+                    var: rv.slice(..),
+                    num_batches_tracked: Some(t.slice(..)),
+                    skipped_batches: None,
+                }),
+                saved: Some(SavedStats {
+                    mean: sm.slice(..),
+                    invstd: si.slice(..),
+                }),
+            },
+        )
+        .unwrap()
+    });
+    let mut want = wgpu_batchnorm::reference::RunningStats::new(c);
+    let batch = wgpu_batchnorm::reference::batch_stats(&shape, &x);
+    wgpu_batchnorm::reference::update_running(&BatchNormConfig::new(c), &mut want, &batch);
+    assert!(want.var.iter().all(|v| *v == f64::INFINITY), "{want:?}");
+    assert_eq!(read(&rv), [f32::INFINITY; 3]);
+    assert_close("count 1", "running_mean", &read(&rm), &want.mean, TOL);
+    assert_close("count 1", "y", &read(&yb), &[0.5; 3], TOL);
+    let invstd = 1.0 / 1e-5f64.sqrt();
+    assert_close("count 1", "save_invstd", &read(&si), &[invstd; 3], TOL);
+}
