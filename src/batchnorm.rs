@@ -398,9 +398,9 @@ impl BatchNorm {
         shape: &TensorShape,
         bufs: &ForwardBuffers<'_>,
     ) -> Result<()> {
-        scoped(&self.device, || {
-            self.record_forward(encoder, mode, shape, bufs, None)
-        })
+        let steps = scoped(&self.device, || self.forward_steps(mode, shape, bufs, None))?;
+        record(encoder, "wgpu-batchnorm.forward", &steps);
+        Ok(())
     }
 
     /// Records a training forward that normalizes with the given per-channel statistics
@@ -417,9 +417,11 @@ impl BatchNorm {
         stats: wgpu::BufferSlice<'_>,
         bufs: &ForwardBuffers<'_>,
     ) -> Result<()> {
-        scoped(&self.device, || {
-            self.record_forward(encoder, Mode::Train, shape, bufs, Some(stats))
-        })
+        let steps = scoped(&self.device, || {
+            self.forward_steps(Mode::Train, shape, bufs, Some(stats))
+        })?;
+        record(encoder, "wgpu-batchnorm.forward-with-statistics", &steps);
+        Ok(())
     }
 
     /// Records a statistics-only pass: per-channel (count, mean, M2) of `x` into `out`
@@ -432,7 +434,7 @@ impl BatchNorm {
         x: wgpu::BufferSlice<'_>,
         out: wgpu::BufferSlice<'_>,
     ) -> Result<()> {
-        scoped(&self.device, || {
+        let steps = scoped(&self.device, || {
             self.check_channels(shape)?;
             self.check_bindings(
                 shape,
@@ -446,22 +448,21 @@ impl BatchNorm {
             let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
             let partials = scratch.partials();
             let p = &self.pipelines;
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgpu-batchnorm.statistics"),
-                timestamp_writes: None,
-            });
-            self.record_stats_partials(&mut pass, shape, &plan, 0, x, partials)?;
+            let mut steps = Vec::new();
+            self.record_stats_partials(&mut steps, shape, &plan, 0, x, partials)?;
             let dummy = self.dummy.slice(..);
             let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 &p.stats_merge,
                 &global,
                 &[partials, dummy, out],
                 per_channel,
             );
-            Ok(())
-        })
+            Ok(steps)
+        })?;
+        record(encoder, "wgpu-batchnorm.statistics", &steps);
+        Ok(())
     }
 
     /// Records the per-channel merge (Chan's formula, `a` first) of two statistics buffers
@@ -473,7 +474,7 @@ impl BatchNorm {
         b: wgpu::BufferSlice<'_>,
         out: wgpu::BufferSlice<'_>,
     ) -> Result<()> {
-        scoped(&self.device, || {
+        let steps = scoped(&self.device, || {
             let shape = TensorShape::channels_first(&[1, self.config.num_features])?;
             self.check_bindings(
                 &shape,
@@ -484,26 +485,25 @@ impl BatchNorm {
                 ],
             )?;
             let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgpu-batchnorm.merge-statistics"),
-                timestamp_writes: None,
-            });
+            let mut steps = Vec::new();
             let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 &self.pipelines.stats_merge,
                 &params,
                 &[a, b, out],
                 groups,
             );
-            Ok(())
-        })
+            Ok(steps)
+        })?;
+        record(encoder, "wgpu-batchnorm.merge-statistics", &steps);
+        Ok(())
     }
 
     /// The statistics partial pass over every piece of `x`, into `partials`.
-    fn record_stats_partials(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
+    fn record_stats_partials<'k>(
+        &'k self,
+        steps: &mut Vec<Step<'k>>,
         shape: &TensorShape,
         plan: &Plan,
         flags: u32,
@@ -518,7 +518,7 @@ impl BatchNorm {
             } else {
                 &self.pipelines.stats_partial
             };
-            self.dispatch(pass, kernel, &params, &[piece.of(x), partials], groups);
+            self.dispatch(steps, kernel, &params, &[piece.of(x), partials], groups);
         }
         Ok(())
     }
@@ -533,14 +533,15 @@ impl BatchNorm {
         Ok(())
     }
 
-    fn record_forward(
+    /// The dispatches of a forward (or of `forward_with_statistics` with `given`), every
+    /// bind group created: nothing is recorded until all of them exist.
+    fn forward_steps(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
         mode: Mode,
         shape: &TensorShape,
         bufs: &ForwardBuffers<'_>,
         given: Option<wgpu::BufferSlice<'_>>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Step<'_>>> {
         match given {
             None => self.check_shape(shape, mode)?,
             Some(_) => self.check_channels(shape)?,
@@ -638,10 +639,7 @@ impl BatchNorm {
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
         let empty = plan.pieces.is_empty();
 
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("wgpu-batchnorm.forward"),
-            timestamp_writes: None,
-        });
+        let mut steps = Vec::new();
         // One pass per channel (statistics, coefficients and y) where each channel is one
         // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
         let fused = match (&p.forward_fused, &plan.pieces[..], saved) {
@@ -658,7 +656,7 @@ impl BatchNorm {
                 let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
                 let z = residual.map_or(dummy, |z| piece.of(z));
                 self.dispatch(
-                    &mut pass,
+                    &mut steps,
                     kernel,
                     &params,
                     &[x, gamma, beta, chan, s.mean, s.invstd, y, z],
@@ -670,13 +668,13 @@ impl BatchNorm {
                     Some(g) => g,
                     None => {
                         self.record_stats_partials(
-                            &mut pass, shape, &plan, flags, bufs.x, partials,
+                            &mut steps, shape, &plan, flags, bufs.x, partials,
                         )?;
                         partials
                     }
                 };
                 self.dispatch(
-                    &mut pass,
+                    &mut steps,
                     &p.stats_finalize,
                     &global,
                     &[stats, gamma, beta, chan, s.mean, s.invstd],
@@ -685,7 +683,7 @@ impl BatchNorm {
             }
             (None, Some(_), _) => {}
             (None, None, Some(r)) => self.dispatch(
-                &mut pass,
+                &mut steps,
                 &p.eval_coeffs,
                 &global,
                 &[r.mean, r.var, gamma, beta, chan],
@@ -698,7 +696,7 @@ impl BatchNorm {
         if let (Some(r), Some(t)) = (running, tracked) {
             let k = skipped.unwrap_or(dummy);
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 &p.running_update,
                 &global,
                 &[chan, r.mean, r.var, t, k],
@@ -715,9 +713,9 @@ impl BatchNorm {
             let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
             let z = residual.map_or(dummy, |z| piece.of(z));
             let groups = self.elementwise_groups(piece.len);
-            self.dispatch(&mut pass, &p.normalize, &params, &[x, chan, y, z], groups);
+            self.dispatch(&mut steps, &p.normalize, &params, &[x, chan, y, z], groups);
         }
-        Ok(())
+        Ok(steps)
     }
 
     /// Records a backward pass into `encoder`: `dx`, and `dgamma`, `dbeta` when affine.
@@ -730,18 +728,18 @@ impl BatchNorm {
         shape: &TensorShape,
         bufs: &BackwardBuffers<'_>,
     ) -> Result<()> {
-        scoped(&self.device, || {
-            self.record_backward(encoder, mode, shape, bufs)
-        })
+        let steps = scoped(&self.device, || self.backward_steps(mode, shape, bufs))?;
+        record(encoder, "wgpu-batchnorm.backward", &steps);
+        Ok(())
     }
 
-    fn record_backward(
+    /// The dispatches of a backward, every bind group created.
+    fn backward_steps(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
         mode: Mode,
         shape: &TensorShape,
         bufs: &BackwardBuffers<'_>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Step<'_>>> {
         self.check_shape(shape, mode)?;
         let cfg = &self.config;
         let batch = cfg.uses_batch_stats(mode);
@@ -819,13 +817,10 @@ impl BatchNorm {
         let p = &self.pipelines;
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
 
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("wgpu-batchnorm.backward"),
-            timestamp_writes: None,
-        });
+        let mut steps = Vec::new();
         if !plan.pieces.is_empty() {
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 &p.backward_prep,
                 &global,
                 &[stat_a, stat_b, gamma, chan],
@@ -843,13 +838,13 @@ impl BatchNorm {
             let y = y.map_or(dummy, |y| piece.of(y));
             let dz = dresidual.map_or(dummy, |dz| piece.of(dz));
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 kernel,
                 &params,
                 &[x, dy, chan, dgamma, dbeta, dx, y, dz],
                 shape.channels(),
             );
-            return Ok(());
+            return Ok(steps);
         }
         for piece in plan.pieces.iter().filter(|pc| pc.chunks > 0) {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
@@ -862,7 +857,7 @@ impl BatchNorm {
                 &p.backward_partial
             };
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 kernel,
                 &params,
                 &[x, dy, chan, partials, y],
@@ -871,7 +866,7 @@ impl BatchNorm {
         }
         if !plan.pieces.is_empty() || cfg.affine {
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 &p.backward_finalize,
                 &global,
                 &[partials, chan, dgamma, dbeta],
@@ -885,14 +880,14 @@ impl BatchNorm {
             let dz = dresidual.map_or(dummy, |dz| piece.of(dz));
             let groups = self.elementwise_groups(piece.len);
             self.dispatch(
-                &mut pass,
+                &mut steps,
                 &p.backward_dx,
                 &params,
                 &[x, dy, chan, dx, y, dz],
                 groups,
             );
         }
-        Ok(())
+        Ok(steps)
     }
 
     /// Splits the tensor into pieces that each fit one binding (flat element ranges whose
@@ -1121,12 +1116,14 @@ impl BatchNorm {
         len.div_ceil(u64::from(WORKGROUP_SIZE)).min(max) as usize
     }
 
-    /// Binds `storage` at bindings 1.. (and the parameters at 0), and dispatches `groups`
-    /// workgroups as a 2D grid, x fastest, so that more than 65535 fit.
-    fn dispatch(
+    /// Adds to `steps` a dispatch of `kernel` over `groups` workgroups (a 2D grid, x
+    /// fastest, so that more than 65535 fit) with `storage` at bindings 1.. and the
+    /// parameters at 0; its bind group is created now, so that an invalid buffer fails
+    /// before anything is recorded.
+    fn dispatch<'k>(
         &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        kernel: &Kernel,
+        steps: &mut Vec<Step<'k>>,
+        kernel: &'k Kernel,
         params: &wgpu::Buffer,
         storage: &[wgpu::BufferSlice<'_>],
         groups: usize,
@@ -1158,9 +1155,33 @@ impl BatchNorm {
         let max = self.limits.max_compute_workgroups_per_dimension as usize;
         let x = groups.clamp(1, max);
         let y = groups.div_ceil(x).clamp(1, max);
-        pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x as u32, y as u32, 1);
+        steps.push(Step {
+            kernel,
+            bind_group,
+            grid: (x as u32, y as u32),
+        });
+    }
+}
+
+/// One dispatch of a call, ready to record: the kernel, its bind group (already created and
+/// validated) and the grid.
+struct Step<'k> {
+    kernel: &'k Kernel,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+}
+
+/// Records `steps` in order into one compute pass labelled `label`. Called only once every
+/// step exists, so a call that fails records nothing.
+fn record(encoder: &mut wgpu::CommandEncoder, label: &str, steps: &[Step<'_>]) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    for step in steps {
+        pass.set_pipeline(&step.kernel.pipeline);
+        pass.set_bind_group(0, &step.bind_group, &[]);
+        pass.dispatch_workgroups(step.grid.0, step.grid.1, 1);
     }
 }
 
