@@ -119,6 +119,11 @@ const TARGET_WORKGROUPS: usize = 2048;
 const MAX_CHUNKS: usize = 256;
 /// Each invocation of a partial pass handles at least this many elements.
 const MIN_ELEMENTS_PER_INVOCATION: usize = 4;
+/// Channel-first tensors in one piece with at most this many values per channel take the
+/// one-pass kernels with an invocation per channel (`forward_thin.wgsl`,
+/// `backward_thin.wgsl`) instead of a workgroup per channel: a 256-invocation workgroup and
+/// its reduction for a handful of values is the cost that made (1, 10^6, 2) take seconds.
+pub(crate) const THIN_MAX_COUNT: usize = 64;
 /// Entries kept in the cache of parameter buffers before it is emptied.
 const PARAMS_CACHE_LIMIT: usize = 256;
 
@@ -642,16 +647,17 @@ impl BatchNorm {
         let mut steps = Vec::new();
         // One pass per channel (statistics, coefficients and y) where each channel is one
         // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
-        let fused = match (&p.forward_fused, &plan.pieces[..], saved) {
-            (Some(kernel), [piece], Some(s))
-                if given.is_none() && plan.lanes == 0 && piece.chunks == 1 =>
-            {
-                Some((kernel, piece, s))
+        let fused = match (
+            one_pass(&p.forward_fused, &p.forward_thin, shape, &plan),
+            saved,
+        ) {
+            (Some((kernel, piece, groups)), Some(s)) if given.is_none() => {
+                Some((kernel, piece, groups, s))
             }
             _ => None,
         };
         match (fused, saved, running) {
-            (Some((kernel, piece, s)), _, _) => {
+            (Some((kernel, piece, groups, s)), _, _) => {
                 let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
                 let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
                 let z = residual.map_or(dummy, |z| piece.of(z));
@@ -660,7 +666,7 @@ impl BatchNorm {
                     kernel,
                     &params,
                     &[x, gamma, beta, chan, s.mean, s.invstd, y, z],
-                    shape.channels(),
+                    groups,
                 );
             }
             (None, Some(s), _) if given.is_some() || !empty => {
@@ -829,9 +835,8 @@ impl BatchNorm {
         }
         // One pass per channel (sums, gradients, dx) where each channel is one chunk of one
         // piece and not the innermost axis; see `backward_fused.wgsl`.
-        if let (Some(kernel), [piece]) = (&p.backward_fused, &plan.pieces[..])
-            && plan.lanes == 0
-            && piece.chunks == 1
+        if let Some((kernel, piece, groups)) =
+            one_pass(&p.backward_fused, &p.backward_thin, shape, &plan)
         {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));
@@ -842,7 +847,7 @@ impl BatchNorm {
                 kernel,
                 &params,
                 &[x, dy, chan, dgamma, dbeta, dx, y, dz],
-                shape.channels(),
+                groups,
             );
             return Ok(steps);
         }
@@ -1160,6 +1165,31 @@ impl BatchNorm {
             bind_group,
             grid: (x as u32, y as u32),
         });
+    }
+}
+
+/// The one-pass kernel of a call, the tensor's one piece and the workgroups to dispatch,
+/// where each channel is one chunk of one piece and not the innermost axis: the
+/// invocation-per-channel kernel `thin` for at most [`THIN_MAX_COUNT`] values per channel
+/// (a workgroup serves 256 channels), else the workgroup-per-channel kernel `wide`. `None`
+/// where the separate passes run (or the device binds too few storage buffers).
+fn one_pass<'k, 'p>(
+    wide: &'k Option<Kernel>,
+    thin: &'k Option<Kernel>,
+    shape: &TensorShape,
+    plan: &'p Plan,
+) -> Option<(&'k Kernel, &'p Piece, usize)> {
+    let [piece] = &plan.pieces[..] else {
+        return None;
+    };
+    if plan.lanes != 0 || piece.chunks != 1 {
+        return None;
+    }
+    let c = shape.channels();
+    if shape.per_channel() <= THIN_MAX_COUNT {
+        Some((thin.as_ref()?, piece, c.div_ceil(WORKGROUP_SIZE as usize)))
+    } else {
+        Some((wide.as_ref()?, piece, c))
     }
 }
 

@@ -91,14 +91,16 @@ pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16])
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
 pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", &[4, 4, 4, 16, 4, 4, 4, 4]);
 pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", &[4, 4, 16, 4, 4, 4, 4, 4]);
+pub(crate) const FORWARD_THIN: KernelSpec = kernel!("forward_thin", &[4, 4, 4, 16, 4, 4, 4, 4]);
+pub(crate) const BACKWARD_THIN: KernelSpec = kernel!("backward_thin", &[4, 4, 16, 4, 4, 4, 4, 4]);
 
-/// Storage buffers `forward_fused` and `backward_fused` bind; devices with fewer per shader
-/// stage use the separate passes.
+/// Storage buffers `forward_fused` and `backward_fused` (and their `_thin` twins) bind;
+/// devices with fewer per shader stage use the separate passes.
 pub(crate) const FUSED_STORAGE: u32 = 8;
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 14] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 16] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
@@ -113,6 +115,8 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 14] = [
     STATS_MERGE,
     FORWARD_FUSED,
     BACKWARD_FUSED,
+    FORWARD_THIN,
+    BACKWARD_THIN,
 ];
 
 /// The full WGSL text of `kernel`, with the subgroup or the shared-memory reduction helper,
@@ -210,6 +214,11 @@ pub(crate) struct Pipelines {
     pub forward_fused: Option<Kernel>,
     /// The one-pass backward, likewise.
     pub backward_fused: Option<Kernel>,
+    /// The one-pass training forward with an invocation per channel (few values each),
+    /// likewise.
+    pub forward_thin: Option<Kernel>,
+    /// Its backward, likewise.
+    pub backward_thin: Option<Kernel>,
 }
 
 impl Pipelines {
@@ -231,6 +240,8 @@ impl Pipelines {
             stats_merge: k(&STATS_MERGE),
             forward_fused: fused.then(|| k(&FORWARD_FUSED)),
             backward_fused: fused.then(|| k(&BACKWARD_FUSED)),
+            forward_thin: fused.then(|| k(&FORWARD_THIN)),
+            backward_thin: fused.then(|| k(&BACKWARD_THIN)),
         }
     }
 }

@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use wgpu_batchnorm::{
-    BatchNorm, BatchNormConfig, HostRunningStats, Layout, Mode, Reduction, TensorShape, reference,
+    BatchNorm, BatchNormConfig, Epilogue, HostRunningStats, Layout, Mode, Reduction, TensorShape,
+    reference,
 };
 
 /// Every option combination, both modes, every reduction path, on each shape.
@@ -109,6 +110,35 @@ fn many_channels() {
         let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(shape.channels())).unwrap();
         for mode in [Mode::Train, Mode::Eval] {
             check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+        }
+    }
+}
+
+/// Many channels with few values each, on both sides of the per-channel-invocation
+/// kernels' bound (64 values): 1 (eval only: training refuses it), 2, 3, 17, 64 and 65 values
+/// per channel, channel-first with the values contiguous (1, C, M), strided (M, C) and
+/// mixed (2, C, M / 2); every reduction, both modes, with and without the fused epilogue.
+#[test]
+fn many_channels_with_few_values_each() {
+    let mut rng = rng();
+    let c = 700;
+    for m in [1usize, 2, 3, 17, 64, 65] {
+        let mut shapes = vec![vec![1, c, m], vec![m, c]];
+        if m % 2 == 0 {
+            shapes.push(vec![2, c, m / 2]);
+        }
+        for dims in shapes {
+            let shape = TensorShape::channels_first(&dims).unwrap();
+            for epilogue in [Epilogue::None, Epilogue::AddRelu] {
+                let config = BatchNormConfig::new(c).epilogue(epilogue);
+                for bn in layers(config) {
+                    let modes: &[Mode] = if m == 1 { &[Mode::Eval] } else { &MODES };
+                    for &mode in modes {
+                        let gpu = gpu();
+                        check_recorded(&gpu.device, &gpu.queue, &bn, mode, &shape, TOL, &mut rng);
+                    }
+                }
+            }
         }
     }
 }

@@ -131,10 +131,12 @@ fn skipping_needs_a_counter_buffer() {
     );
 }
 
-/// The layouts and sizes that take each kernel path: channel-first with every channel one
-/// chunk (one-pass kernels), channel-first with several chunks per channel (separate
+/// The layouts and sizes that take each kernel path: channel-first with at most 64 values
+/// per channel (one-pass kernels, an invocation per channel), with every channel one chunk
+/// (one-pass kernels, a workgroup per channel), channel-first with several chunks per channel (separate
 /// partial, finalize and elementwise passes), and channels-last (row partial passes).
-const PATH_SHAPES: [(&[usize], Layout); 3] = [
+const PATH_SHAPES: [(&[usize], Layout); 4] = [
+    (&[2, 3, 5], Layout::ChannelsFirst),
     (&[2, 3, 5, 7], Layout::ChannelsFirst),
     (&[2, 3, 48, 48], Layout::ChannelsFirst),
     (&[3, 4, 4, 3], Layout::ChannelsLast),

@@ -1,0 +1,64 @@
+// Backward with one invocation per channel, for channel-first tensors bound in one piece
+// with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm.rs`): each
+// invocation sums its channel's (dy, dy * (x - mean)) as `backward_partial.wgsl` does,
+// computes dgamma, dbeta and the dx coefficients as `backward_finalize.wgsl` does
+// (`backward_channel`), and writes dx (and dz) as `backward_dx.wgsl` does, re-reading its
+// few values. No workgroup reduction: a workgroup serves 256 channels. Same bindings as
+// `backward_fused.wgsl`; reads chan[C + c] = (mean, invstd, gamma, 0) from
+// `backward_prep.wgsl`. CPU twin: `reference::backward`.
+
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> dy: array<T>;
+@group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<T>;
+// The forward's output (ReLU mask) and the residual's gradient of a fused epilogue; unused
+// bindings otherwise.
+@group(0) @binding(7) var<storage, read_write> y: array<T>;
+@group(0) @binding(8) var<storage, read_write> dz: array<T>;
+
+// dy taken through the fused epilogue's ReLU, as the separate passes take it.
+fn grad_out(i: u32) -> f32 {
+    var g = f32(dy[i]);
+    if ((p.flags & FLAG_RELU) != 0u) {
+        g = through_epilogue(g, f32(y[i]));
+    }
+    return g;
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let stride = nwg.x * nwg.y * WG;
+    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+        let st = chan[p.channels + c];
+        let mean = st.x;
+        var s = vec2<f32>(0.0);
+        var walk = walk_from(0u, 1u);
+        for (var k = 0u; k < p.count; k = k + 1u) {
+            let i = walk_index(walk, c);
+            walk = walk_next(walk);
+            let g_out = grad_out(i);
+            s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
+        }
+        let f = backward_channel(s, st);
+        if ((p.flags & FLAG_AFFINE) != 0u) {
+            dgamma[c] = f.dgamma;
+            dbeta[c] = f.dbeta;
+        }
+        walk = walk_from(0u, 1u);
+        for (var k = 0u; k < p.count; k = k + 1u) {
+            let i = walk_index(walk, c);
+            walk = walk_next(walk);
+            let g = grad_out(i);
+            dx[i] = T(dx_value(g, f32(x[i]), f.coeffs));
+            if ((p.flags & FLAG_RESIDUAL) != 0u) {
+                dz[i] = T(g);
+            }
+        }
+    }
+}
