@@ -117,6 +117,24 @@ const FULL: &[Known] = &[
         dims: &[4096, 4096],
         layout: "NC",
     },
+    // Many channels with few values each (the hardening issue's cliff), next to the same
+    // data laid out as (M, C).
+    Known {
+        dims: &[1, 1000000, 2],
+        layout: "NCHW",
+    },
+    Known {
+        dims: &[2, 1000000],
+        layout: "NC",
+    },
+    Known {
+        dims: &[1, 262144, 64],
+        layout: "NCHW",
+    },
+    Known {
+        dims: &[64, 262144],
+        layout: "NC",
+    },
 ];
 
 /// Small shapes of the same kinds, for software adapters.
@@ -139,6 +157,14 @@ const QUICK: &[Known] = &[
     },
     Known {
         dims: &[512, 256],
+        layout: "NC",
+    },
+    Known {
+        dims: &[1, 20000, 2],
+        layout: "NCHW",
+    },
+    Known {
+        dims: &[2, 20000],
         layout: "NC",
     },
 ];
