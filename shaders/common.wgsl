@@ -15,6 +15,7 @@ const FLAG_SKIP_NON_FINITE: u32 = 16u;
 const FLAG_RELU: u32 = 32u;
 const FLAG_RESIDUAL: u32 = 64u;
 const FLAG_MERGE_B: u32 = 128u;
+const FLAG_COUNT_ONLY: u32 = 256u;
 
 // Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
 struct Params {

@@ -1,11 +1,14 @@
-// Training forward with running statistics: one workgroup updates running_mean and
-// running_var in place from the batch statistics in chan[C + c], then increments
-// num_batches_tracked. An empty batch (count 0) only increments num_batches_tracked, as
-// PyTorch's module does. PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased
-// batch variance n / (n - 1) * var (or the biased one, FLAG_BIASED_VAR), m the new batch's
-// weight (the host converts Keras-style momentum), and m = 1 / num_batches_tracked (after the increment)
-// when momentum is None (cumulative average). With FLAG_SKIP_NON_FINITE, a batch whose mean
-// or variance is not finite in any channel leaves every running statistic and
+// Training forward with running statistics: updates running_mean and running_var in place
+// from the batch statistics in chan[C + c], and increments num_batches_tracked. An empty
+// batch (count 0) only increments num_batches_tracked, as PyTorch's module does. PyTorch's
+// rule: new = (1 - m) * old + m * batch, with the unbiased batch variance n / (n - 1) * var
+// (or the biased one, FLAG_BIASED_VAR), m the new batch's weight (the host converts
+// Keras-style momentum), and m = 1 / num_batches_tracked (after the increment) when momentum
+// is None (cumulative average).
+// Two dispatches: the channels in parallel over any number of workgroups (every one reads
+// the old count), then one with FLAG_COUNT_ONLY that increments the count. With
+// FLAG_SKIP_NON_FINITE, one dispatch of one workgroup does both: a batch whose mean or
+// variance is not finite in any channel leaves every running statistic and
 // num_batches_tracked as they were and increments skipped_batches instead.
 // CPU twin: `reference::update_running`.
 
@@ -32,7 +35,18 @@ fn batch_var(s: vec4<f32>) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let first = linear_workgroup(wid, nwg) == 0u && lid == 0u;
+    if ((p.flags & FLAG_COUNT_ONLY) != 0u) {
+        if (first) {
+            num_batches_tracked[0] = num_batches_tracked[0] + 1u;
+        }
+        return;
+    }
     let tracked = num_batches_tracked[0] + 1u;
     var m = p.momentum;
     if ((p.flags & FLAG_CUMULATIVE) != 0u) {
@@ -42,21 +56,25 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (p.count == 0u) {
         n = 0u;
     }
-    if ((p.flags & FLAG_SKIP_NON_FINITE) != 0u) {
-        for (var c = lid; c < n; c = c + WG) {
-            let s = chan[p.channels + c];
-            if (!is_finite(s.x) || !is_finite(batch_var(s))) {
-                atomicOr(&non_finite, 1u);
-            }
+    if ((p.flags & FLAG_SKIP_NON_FINITE) == 0u) {
+        let stride = nwg.x * nwg.y * WG;
+        for (var c = linear_workgroup(wid, nwg) * WG + lid; c < n; c = c + stride) {
+            update(c, m);
+        }
+        return;
+    }
+    // One workgroup: decide for the whole batch, then update and count.
+    for (var c = lid; c < n; c = c + WG) {
+        let s = chan[p.channels + c];
+        if (!is_finite(s.x) || !is_finite(batch_var(s))) {
+            atomicOr(&non_finite, 1u);
         }
     }
     workgroupBarrier();
     let skip = atomicLoad(&non_finite) != 0u;
     if (!skip) {
         for (var c = lid; c < n; c = c + WG) {
-            let s = chan[p.channels + c];
-            running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
-            running_var[c] = (1.0 - m) * running_var[c] + m * batch_var(s);
+            update(c, m);
         }
     }
     // Every invocation has read the old count before invocation 0 writes the new one.
@@ -68,4 +86,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             num_batches_tracked[0] = tracked;
         }
     }
+}
+
+fn update(c: u32, m: f32) {
+    let s = chan[p.channels + c];
+    running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
+    running_var[c] = (1.0 - m) * running_var[c] + m * batch_var(s);
 }

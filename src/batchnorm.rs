@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use crate::config::{BatchNormConfig, DType, Epilogue, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
-    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_CUMULATIVE, FLAG_MERGE_B, FLAG_RELU,
-    FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
+    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY, FLAG_CUMULATIVE, FLAG_MERGE_B,
+    FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
 };
 use crate::shape::TensorShape;
 
@@ -701,13 +701,23 @@ impl BatchNorm {
         }
         if let (Some(r), Some(t)) = (running, tracked) {
             let k = skipped.unwrap_or(dummy);
-            self.dispatch(
-                &mut steps,
-                &p.running_update,
-                &global,
-                &[chan, r.mean, r.var, t, k],
-                1,
-            );
+            let bindings = [chan, r.mean, r.var, t, k];
+            if cfg.skip_non_finite_update {
+                // One workgroup decides for the whole batch, updates and counts.
+                self.dispatch(&mut steps, &p.running_update, &global, &bindings, 1);
+            } else {
+                // The channels in parallel, then the count (see `running_update.wgsl`).
+                self.dispatch(
+                    &mut steps,
+                    &p.running_update,
+                    &global,
+                    &bindings,
+                    per_channel,
+                );
+                let count =
+                    self.params_buffer(shape, global_plan, None, flags | FLAG_COUNT_ONLY)?;
+                self.dispatch(&mut steps, &p.running_update, &count, &bindings, 1);
+            }
         }
         let separate_normalize = if fused.is_some() {
             &[][..]

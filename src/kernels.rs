@@ -28,6 +28,10 @@ pub(crate) const FLAG_RELU: u32 = 32;
 pub(crate) const FLAG_RESIDUAL: u32 = 64;
 /// `Params::flags` bit: `stats_merge` also merges its second source. Twin: `FLAG_MERGE_B`.
 pub(crate) const FLAG_MERGE_B: u32 = 128;
+/// `Params::flags` bit: `running_update` only increments `num_batches_tracked` (the second
+/// of its two dispatches where the channels are updated in parallel). Twin:
+/// `FLAG_COUNT_ONLY`.
+pub(crate) const FLAG_COUNT_ONLY: u32 = 256;
 
 /// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
 #[repr(C)]

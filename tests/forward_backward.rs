@@ -145,44 +145,58 @@ fn many_channels_with_few_values_each() {
 
 #[test]
 fn running_statistics_over_several_training_steps() {
+    // 6 channels, and 2,000 (the running update then spans 8 workgroups, all of which must
+    // read the count before it is incremented).
     let gpu = gpu();
     let mut rng = rng();
-    let shape = TensorShape::channels_first(&[4, 6, 9, 11]).unwrap();
-    for momentum in [Some(0.1), None] {
-        let config = BatchNormConfig::new(6).momentum(momentum);
-        let bn = BatchNorm::new(&gpu.device, config).unwrap();
-        let mut running = HostRunningStats::new(6);
-        let mut want = reference::RunningStats::new(6);
-        for step in 1..=6 {
-            let case = format!("momentum {momentum:?} step {step}");
-            // Each batch from a different distribution, so the average matters.
-            let x = normal(
-                &mut rng,
-                shape.numel(),
-                step as f64,
-                1.0 + step as f64 * 0.5,
-            );
-            let gamma = normal(&mut rng, 6, 1.0, 0.3);
-            let beta = normal(&mut rng, 6, 0.0, 0.3);
-            let affine = Some((gamma.as_slice(), beta.as_slice()));
-            let got = bn
-                .forward_host(
-                    &gpu.queue,
-                    Mode::Train,
-                    &shape,
-                    &x,
-                    affine,
-                    Some(&mut running),
-                )
-                .unwrap();
-            let w = reference::forward(&config, Mode::Train, &shape, &x, affine, Some(&mut want));
-            assert_close(&case, "y", &got.y, &w.y, TOL);
-            assert_close(&case, "running_mean", &running.mean, &want.mean, TOL);
-            assert_close(&case, "running_var", &running.var, &want.var, TOL);
-            assert_eq!(running.num_batches_tracked, step, "{case}");
+    for dims in [&[4, 6, 9, 11][..], &[3, 2000, 2]] {
+        let shape = TensorShape::channels_first(dims).unwrap();
+        let c = shape.channels();
+        for momentum in [Some(0.1), None] {
+            let config = BatchNormConfig::new(c).momentum(momentum);
+            let bn = BatchNorm::new(&gpu.device, config).unwrap();
+            let mut running = HostRunningStats::new(c);
+            let mut want = reference::RunningStats::new(c);
+            for step in 1..=6 {
+                let case = format!("{dims:?} momentum {momentum:?} step {step}");
+                // Each batch from a different distribution, so the average matters.
+                let x = normal(
+                    &mut rng,
+                    shape.numel(),
+                    step as f64,
+                    1.0 + step as f64 * 0.5,
+                );
+                let gamma = normal(&mut rng, c, 1.0, 0.3);
+                let beta = normal(&mut rng, c, 0.0, 0.3);
+                let affine = Some((gamma.as_slice(), beta.as_slice()));
+                let got = bn
+                    .forward_host(
+                        &gpu.queue,
+                        Mode::Train,
+                        &shape,
+                        &x,
+                        affine,
+                        Some(&mut running),
+                    )
+                    .unwrap();
+                let w =
+                    reference::forward(&config, Mode::Train, &shape, &x, affine, Some(&mut want));
+                assert_close(&case, "y", &got.y, &w.y, TOL);
+                let mean_abs = running_mean_abs(&want.mean, &reference::mean_abs(&shape, &x));
+                assert_close_scaled(
+                    &case,
+                    "running_mean",
+                    &running.mean,
+                    &want.mean,
+                    &mean_abs,
+                    TOL,
+                );
+                assert_close(&case, "running_var", &running.var, &want.var, TOL);
+                assert_eq!(running.num_batches_tracked, step, "{case}");
+            }
+            // Eval with the accumulated statistics.
+            check(&bn, Mode::Eval, &shape, ORDINARY, TOL, &mut rng);
         }
-        // Eval with the accumulated statistics.
-        check(&bn, Mode::Eval, &shape, ORDINARY, TOL, &mut rng);
     }
 }
 
