@@ -192,26 +192,30 @@ fn through_epilogue(dy: f32, y: f32) -> f32 {
     return dy;
 }
 
-// Running (count, mean, M2) of Welford's algorithm.
+// Running (count, mean, biased variance) of Welford's algorithm. The variance M2 / n is
+// kept rather than M2, the sum of squared deviations: M2 overflows f32 for data whose
+// variance is finite (std 1e18 over a thousand values), the variance only when it is not
+// finite itself. Every update and merge is written so that no intermediate exceeds the
+// result (the differences are scaled by a weight before they are squared).
 struct Welford {
     n: f32,
     mean: f32,
-    m2: f32,
+    v: f32,
 }
 
 fn welford_empty() -> Welford {
     return Welford(0.0, 0.0, 0.0);
 }
 
-// Adds one value.
-fn welford_push(w: Welford, v: f32) -> Welford {
+// Adds one value: M2' = M2 + d * (x - mean'), divided by n'.
+fn welford_push(w: Welford, x: f32) -> Welford {
     let n = w.n + 1.0;
-    let d = v - w.mean;
+    let d = x - w.mean;
     let mean = w.mean + d / n;
-    return Welford(n, mean, w.m2 + d * (v - mean));
+    return Welford(n, mean, w.v + ((d / n) * (x - mean) - w.v / n));
 }
 
-// Statistics merged from partial records (count, mean of x - shift, M2, shift), the
+// Statistics merged from partial records (count, mean of x - shift, variance, shift), the
 // format of the partial passes' output and of the public per-channel statistics. The mean
 // is kept relative to the first non-empty record's shift; each record is moved to it
 // (exactly, when the shifts are equal, as within one piece).
@@ -241,7 +245,7 @@ fn merged_push(m: Merged, q: vec4<f32>) -> Merged {
 // One channel's forward results from its merged statistics `w` (of x - shift), gamma `g`
 // and beta `b`: the saved mean and invstd, the coefficients chan[c] = (shift, scale, bias,
 // 0) of y = (x - shift) * scale + bias, and chan[C + c] = (mean, biased variance, count,
-// M2) for `running_update.wgsl`. Shared by `stats_finalize.wgsl` and `forward_fused.wgsl`,
+// 0) for `running_update.wgsl`. Shared by `stats_finalize.wgsl` and `forward_fused.wgsl`,
 // so that both compute the same bits.
 struct ForwardChannel {
     mean: f32,
@@ -251,8 +255,9 @@ struct ForwardChannel {
 }
 
 fn forward_channel(w: Welford, shift: f32, g: f32, b: f32) -> ForwardChannel {
-    // M2 is a sum of non-negative terms; the clamp only guards rounding and keeps NaN.
-    let var_b = max0(w.m2 / w.n);
+    // The variance is a weighted sum of non-negative terms; the clamp only guards rounding
+    // and keeps NaN.
+    let var_b = max0(w.v);
     let invstd = 1.0 / sqrt(var_b + p.eps);
     let mean = shift + w.mean;
     let scale = g * invstd;
@@ -260,7 +265,7 @@ fn forward_channel(w: Welford, shift: f32, g: f32, b: f32) -> ForwardChannel {
         mean,
         invstd,
         vec4<f32>(shift, scale, b - w.mean * scale, 0.0),
-        vec4<f32>(mean, var_b, w.n, w.m2),
+        vec4<f32>(mean, var_b, w.n, 0.0),
     );
 }
 
@@ -339,8 +344,11 @@ fn welford_merge(a: Welford, b: Welford) -> Welford {
     if (a.n == 0.0) {
         return b;
     }
+    // M2 = M2a + M2b + d^2 na nb / n, divided by n: with weights fa = na / n, fb = nb / n,
+    // v = fa va + fb vb + (fb d)(fa d).
     let n = a.n + b.n;
     let d = b.mean - a.mean;
     let f = b.n / n;
-    return Welford(n, a.mean + d * f, a.m2 + b.m2 + d * d * a.n * f);
+    let fa = a.n / n;
+    return Welford(n, a.mean + d * f, a.v * fa + b.v * f + (d * f) * (d * fa));
 }

@@ -21,12 +21,15 @@ fn reduce_welford(lid: u32, w: Welford) -> Welford {
     if (n > 0.0) {
         mean = subgroupAdd(w.n * w.mean) / n;
     }
+    // v = sum of f (v_i + d_i^2) with weights f = n_i / n (0 for an empty subgroup),
+    // each difference scaled before it is squared so that nothing overflows before v does.
     let d = w.mean - mean;
-    let m2 = subgroupAdd(w.m2 + w.n * d * d);
+    let f = select(0.0, w.n / n, n > 0.0);
+    let v = subgroupAdd(f * w.v + (f * d) * d);
     let slot = subgroup_slot(lid);
     let groups = WG / subgroupAdd(1u);
     if (lid == slot.x) {
-        red[slot.y] = vec4<f32>(n, mean, m2, 0.0);
+        red[slot.y] = vec4<f32>(n, mean, v, 0.0);
     }
     workgroupBarrier();
     var r = welford_empty();

@@ -5,14 +5,14 @@
 var<workgroup> red: array<vec4<f32>, WG>;
 
 fn reduce_welford(lid: u32, w: Welford) -> Welford {
-    red[lid] = vec4<f32>(w.n, w.mean, w.m2, 0.0);
+    red[lid] = vec4<f32>(w.n, w.mean, w.v, 0.0);
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) {
             let a = red[lid];
             let b = red[lid + s];
             let m = welford_merge(Welford(a.x, a.y, a.z), Welford(b.x, b.y, b.z));
-            red[lid] = vec4<f32>(m.n, m.mean, m.m2, 0.0);
+            red[lid] = vec4<f32>(m.n, m.mean, m.v, 0.0);
         }
         workgroupBarrier();
     }

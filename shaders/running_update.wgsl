@@ -21,17 +21,17 @@
 var<workgroup> non_finite: atomic<u32>;
 
 // The batch variance the running variance averages, from s = (mean, biased variance,
-// count, M2). Unbiased with a count of 1 (possible only through `forward_with_statistics`)
-// is +inf as documented, not 0 / 0; a NaN M2 stays NaN. CPU twin:
+// count, 0). Unbiased with a count of 1 (possible only through `forward_with_statistics`)
+// is +inf as documented, not 0 / 0; a NaN variance stays NaN. CPU twin:
 // `reference::unbiased_variance`.
 fn batch_var(s: vec4<f32>) -> f32 {
     if ((p.flags & FLAG_BIASED_VAR) != 0u) {
         return s.y;
     }
-    if (s.z == 1.0 && s.w == 0.0) {
+    if (s.z == 1.0 && s.y == 0.0) {
         return bitcast<f32>(0x7f800000u);
     }
-    return s.w / (s.z - 1.0);
+    return s.y * (s.z / (s.z - 1.0));
 }
 
 @compute @workgroup_size(256)

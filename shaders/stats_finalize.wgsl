@@ -3,7 +3,7 @@
 // writes the saved mean and inverse standard deviation, and the
 // per-channel coefficients that `normalize.wgsl` applies:
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
-//   chan[C + c] = (mean, biased variance, count, M2)   read by `running_update.wgsl`
+//   chan[C + c] = (mean, biased variance, count, 0)   read by `running_update.wgsl`
 // (`forward_channel` in common.wgsl).
 // CPU twin: `reference::batch_stats` and `reference::forward`.
 

@@ -1,4 +1,4 @@
-// Per-channel statistics records (count, mean of x - shift, M2, shift): one invocation per
+// Per-channel statistics records (count, mean of x - shift, variance, shift): one invocation per
 // channel merges channel c's `slots` records of `a`, then (FLAG_MERGE_B) its record of `b`,
 // in that order (Chan), into out[c]. Exports the partial passes' output as one record per
 // channel, and merges statistics of micro-batches or devices.
@@ -23,6 +23,6 @@ fn main(
         if ((p.flags & FLAG_MERGE_B) != 0u) {
             m = merged_push(m, b[c]);
         }
-        out[c] = vec4<f32>(m.w.n, m.w.mean, m.w.m2, m.shift);
+        out[c] = vec4<f32>(m.w.n, m.w.mean, m.w.v, m.shift);
     }
 }

@@ -2,7 +2,8 @@
 // within the bound piece, one per workgroup. Values are shifted by the channel's first
 // element in the piece so that data whose mean is far from zero keeps its precision
 // (x - shift is exact while x and shift are within a factor of two).
-// Output: partials[c * slots + slot_base + chunk] = (count, mean of x - shift, M2, shift);
+// Output: partials[c * slots + slot_base + chunk] = (count, mean of x - shift, biased
+// variance, shift);
 // count 0 for a chunk past the channel's elements in this piece.
 // CPU twin: `reference::batch_stats`.
 
@@ -36,7 +37,7 @@ fn main(
         }
         let r = reduce_welford(lid, w);
         if (lid == 0u) {
-            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r.n, r.mean, r.m2, shift);
+            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r.n, r.mean, r.v, shift);
         }
     }
 }

@@ -7,7 +7,8 @@
 // addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford on values shifted by the channel's first
 // element in the piece, then a shared-memory tree over the rows of each lane, in fixed
 // order. Output as `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] =
-// (count, mean of x - shift, M2, shift), for the same chunks of each channel's elements.
+// (count, mean of x - shift, biased variance, shift), for the same chunks of each
+// channel's elements.
 // CPU twin: `reference::batch_stats`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -42,7 +43,7 @@ fn main(
                 w = welford_push(w, f32(x[k * p.channels + c - p.base]) - shift);
             }
         }
-        tile[lid] = vec4<f32>(w.n, w.mean, w.m2, 0.0);
+        tile[lid] = vec4<f32>(w.n, w.mean, w.v, 0.0);
         workgroupBarrier();
         // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
         for (var s = WG / p.lanes / 2u; s > 0u; s = s >> 1u) {
@@ -50,7 +51,7 @@ fn main(
                 let a = tile[lid];
                 let b = tile[lid + s * p.lanes];
                 let m = welford_merge(Welford(a.x, a.y, a.z), Welford(b.x, b.y, b.z));
-                tile[lid] = vec4<f32>(m.n, m.mean, m.m2, 0.0);
+                tile[lid] = vec4<f32>(m.n, m.mean, m.v, 0.0);
             }
             workgroupBarrier();
         }

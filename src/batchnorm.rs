@@ -429,7 +429,7 @@ impl BatchNorm {
         Ok(())
     }
 
-    /// Records a statistics-only pass: per-channel (count, mean, M2) of `x` into `out`
+    /// Records a statistics-only pass: per-channel (count, mean, variance) of `x` into `out`
     /// (C records of 4 f32, see [`ChannelStats`](crate::ChannelStats)), merged in fixed
     /// order. Nothing else is read or written.
     pub fn statistics(
@@ -993,7 +993,7 @@ impl BatchNorm {
                 Kind::Counter => (4, "one u32".to_string()),
                 Kind::Stats => (
                     channels * 16,
-                    format!("{channels} records of 4 f32 (count, mean - shift, M2, shift)"),
+                    format!("{channels} records of 4 f32 (count, mean - shift, variance, shift)"),
                 ),
                 Kind::PerChannel => (channels * 4, format!("{channels} f32, one per channel")),
             };

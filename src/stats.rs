@@ -10,10 +10,11 @@ use crate::shape::TensorShape;
 
 /// Per-channel count, mean and M2 (sum of squared deviations from the mean), in f64.
 ///
-/// On the GPU the same statistics are C records of 4 f32: `(count, mean - shift, M2,
-/// shift)`, where `shift` is a value of the channel, so that data whose mean is far from
-/// zero keeps its precision; [`ChannelStats::from_gpu`] and [`ChannelStats::to_gpu`]
-/// convert.
+/// On the GPU the same statistics are C records of 4 f32: `(count, mean - shift, variance,
+/// shift)`, with the biased variance `M2 / count` (which, unlike M2, cannot overflow f32
+/// while the variance is finite) and `shift` a value of the channel, so that data whose
+/// mean is far from zero keeps its precision; [`ChannelStats::from_gpu`] and
+/// [`ChannelStats::to_gpu`] convert.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelStats {
     /// Values per channel.
@@ -43,7 +44,7 @@ impl ChannelStats {
         Self { count, mean, m2 }
     }
 
-    /// Reads GPU records `(count, mean - shift, M2, shift)`, 4 f32 per channel.
+    /// Reads GPU records `(count, mean - shift, variance, shift)`, 4 f32 per channel.
     pub fn from_gpu(records: &[f32]) -> Result<Self> {
         if !records.len().is_multiple_of(4) {
             return Err(BatchNormError::HostLength {
@@ -59,17 +60,23 @@ impl ChannelStats {
                 .clone()
                 .map(|q| f64::from(q[3]) + f64::from(q[1]))
                 .collect(),
-            m2: r.map(|q| f64::from(q[2])).collect(),
+            m2: r.map(|q| f64::from(q[0]) * f64::from(q[2])).collect(),
         })
     }
 
-    /// GPU records `(count, mean - shift, M2, shift)` with `shift` the mean rounded to f32.
+    /// GPU records `(count, mean - shift, variance, shift)` with `shift` the mean rounded to
+    /// f32 (variance 0 for an empty channel).
     pub fn to_gpu(&self) -> Vec<f32> {
         (0..self.count.len())
             .flat_map(|c| {
                 let shift = self.mean[c] as f32;
                 let rel = (self.mean[c] - f64::from(shift)) as f32;
-                [self.count[c] as f32, rel, self.m2[c] as f32, shift]
+                let var = if self.count[c] > 0.0 {
+                    self.m2[c] / self.count[c]
+                } else {
+                    0.0
+                };
+                [self.count[c] as f32, rel, var as f32, shift]
             })
             .collect()
     }

@@ -227,6 +227,38 @@ fn data_far_from_zero_mean() {
     }
 }
 
+/// Data whose variance is finite in f32 but whose sum of squared deviations is not: std
+/// 10^18 over 4,800 and 2,400 values per channel (M2 about 5e39 > f32's 3.4e38). The
+/// statistics are kept as variances, so every output stays finite and exact; before, y
+/// came out as beta and the running variance infinite. Every path: separate passes, rows,
+/// a workgroup per channel, an invocation per channel.
+#[test]
+fn huge_variance_does_not_overflow() {
+    let mut rng = rng();
+    let shapes: [(&[usize], Layout); 4] = [
+        (&[3, 3, 40, 40], Layout::ChannelsFirst),
+        (&[6, 20, 20, 3], Layout::ChannelsLast),
+        (&[3, 3, 20, 15], Layout::ChannelsFirst),
+        (&[2, 3, 30], Layout::ChannelsFirst),
+    ];
+    for data in [
+        Data {
+            mean: 0.0,
+            std: 1e18,
+        },
+        Data {
+            mean: 3e18,
+            std: 1e18,
+        },
+    ] {
+        for (dims, layout) in shapes {
+            let shape = TensorShape::new(dims, layout).unwrap();
+            let config = BatchNormConfig::new(shape.channels());
+            check_every_layer(config, &shape, data, TOL, &mut rng);
+        }
+    }
+}
+
 #[test]
 fn two_runs_give_identical_bits() {
     let gpu = gpu();
