@@ -38,6 +38,66 @@ fn assert_stats(case: &str, got: &ChannelStats, want: &ChannelStats, tol: f64) {
     );
 }
 
+/// What one `forward_with_statistics` wrote, from fresh running statistics (mean 0,
+/// variance 1, no batches) and NaN-poisoned outputs.
+struct WithStats {
+    y: Vec<f32>,
+    save_mean: Vec<f32>,
+    save_invstd: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+}
+
+/// Records and runs `forward_with_statistics` of `x` (a tensor of `shape`) with the records
+/// in `stats` and affine parameters `gamma`, `beta`.
+fn forward_with(
+    bn: &BatchNorm,
+    shape: &TensorShape,
+    stats: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+) -> WithStats {
+    let c = shape.channels();
+    let (rm, rv, t) = (upload(&vec![0.0; c]), upload(&vec![1.0; c]), upload(&[0.0]));
+    let yb = upload(&vec![f32::NAN; shape.numel()]);
+    let (sm, si) = (upload(&vec![f32::NAN; c]), upload(&vec![f32::NAN; c]));
+    submit(|e| {
+        bn.forward_with_statistics(
+            e,
+            shape,
+            stats.slice(..),
+            &ForwardBuffers {
+                x: x.slice(..),
+                y: yb.slice(..),
+                residual: None,
+                affine: Some(AffineParams {
+                    gamma: gamma.slice(..),
+                    beta: beta.slice(..),
+                }),
+                running: Some(RunningStats {
+                    mean: rm.slice(..),
+                    var: rv.slice(..),
+                    num_batches_tracked: Some(t.slice(..)),
+                    skipped_batches: None,
+                }),
+                saved: Some(SavedStats {
+                    mean: sm.slice(..),
+                    invstd: si.slice(..),
+                }),
+            },
+        )
+        .unwrap()
+    });
+    WithStats {
+        y: read(&yb),
+        save_mean: read(&sm),
+        save_invstd: read(&si),
+        running_mean: read(&rm),
+        running_var: read(&rv),
+    }
+}
+
 /// Splits a batch along N into micro-batches of the given sizes.
 fn split(shape: &TensorShape, x: &[f32], sizes: &[usize]) -> Vec<(TensorShape, Vec<f32>)> {
     let per_sample = shape.numel() / shape.dims()[0];
@@ -166,57 +226,28 @@ fn synchronized_batch_norm_equals_one_batch_norm_over_the_whole_batch() {
     });
     let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
     let mut y_all = Vec::new();
-    for ((s, p), xb) in parts.iter().zip(&inputs) {
-        // Every replica updates its own copy of the running statistics.
-        let (rm, rv, t) = (upload(&[0.0; 4]), upload(&[1.0; 4]), upload(&[0.0]));
-        let yb = upload(&vec![f32::NAN; p.len()]);
-        let (sm, si) = (upload(&[f32::NAN; 4]), upload(&[f32::NAN; 4]));
-        // The first part is a single sample: fine, the statistics are the merged ones.
-        submit(|e| {
-            bn.forward_with_statistics(
-                e,
-                s,
-                merged.slice(..),
-                &ForwardBuffers {
-                    x: xb.slice(..),
-                    y: yb.slice(..),
-                    residual: None,
-                    affine: Some(AffineParams {
-                        gamma: gb.slice(..),
-                        beta: bb.slice(..),
-                    }),
-                    running: Some(RunningStats {
-                        mean: rm.slice(..),
-                        var: rv.slice(..),
-                        num_batches_tracked: Some(t.slice(..)),
-                        skipped_batches: None,
-                    }),
-                    saved: Some(SavedStats {
-                        mean: sm.slice(..),
-                        invstd: si.slice(..),
-                    }),
-                },
-            )
-            .unwrap()
-        });
+    for ((s, _), xb) in parts.iter().zip(&inputs) {
+        // Every replica updates its own copy of the running statistics. The first part is a
+        // single sample: fine, the statistics are the merged ones.
+        let got = forward_with(&bn, s, &merged, xb, &gb, &bb);
         let (wm, ws) = whole.saved.as_ref().unwrap();
-        assert_close("sync", "save_mean", &read(&sm), &widen(wm), TOL);
-        assert_close("sync", "save_invstd", &read(&si), &widen(ws), TOL);
+        assert_close("sync", "save_mean", &got.save_mean, &widen(wm), TOL);
+        assert_close("sync", "save_invstd", &got.save_invstd, &widen(ws), TOL);
         assert_close(
             "sync",
             "running_mean",
-            &read(&rm),
+            &got.running_mean,
             &widen(&whole_running.mean),
             TOL,
         );
         assert_close(
             "sync",
             "running_var",
-            &read(&rv),
+            &got.running_var,
             &widen(&whole_running.var),
             TOL,
         );
-        y_all.extend(read(&yb));
+        y_all.extend(got.y);
     }
     assert_close("sync", "y", &y_all, &widen(&whole.y), TOL);
 }
@@ -270,48 +301,30 @@ fn a_total_count_of_one_gives_an_infinite_unbiased_variance() {
     let x = normal(&mut rng, c, 1.0, 2.0);
     let (xb, stats) = (upload(&x), upload(&vec![f32::NAN; 4 * c]));
     let (gb, bb) = (upload(&[1.0; 3]), upload(&[0.5; 3]));
-    let (rm, rv, t) = (upload(&[0.0; 3]), upload(&[1.0; 3]), upload(&[0.0]));
-    let (yb, sm, si) = (
-        upload(&[f32::NAN; 3]),
-        upload(&[f32::NAN; 3]),
-        upload(&[f32::NAN; 3]),
-    );
     submit(|e| {
         bn.statistics(e, &shape, xb.slice(..), stats.slice(..))
-            .unwrap();
-        bn.forward_with_statistics(
-            e,
-            &shape,
-            stats.slice(..),
-            &ForwardBuffers {
-                x: xb.slice(..),
-                y: yb.slice(..),
-                residual: None,
-                affine: Some(AffineParams {
-                    gamma: gb.slice(..),
-                    beta: bb.slice(..),
-                }),
-                running: Some(RunningStats {
-                    mean: rm.slice(..),
-                    var: rv.slice(..),
-                    num_batches_tracked: Some(t.slice(..)),
-                    skipped_batches: None,
-                }),
-                saved: Some(SavedStats {
-                    mean: sm.slice(..),
-                    invstd: si.slice(..),
-                }),
-            },
-        )
-        .unwrap()
+            .unwrap()
     });
+    let got = forward_with(&bn, &shape, &stats, &xb, &gb, &bb);
     let mut want = wgpu_batchnorm::reference::RunningStats::new(c);
     let batch = wgpu_batchnorm::reference::batch_stats(&shape, &x);
     wgpu_batchnorm::reference::update_running(&BatchNormConfig::new(c), &mut want, &batch);
     assert!(want.var.iter().all(|v| *v == f64::INFINITY), "{want:?}");
-    assert_eq!(read(&rv), [f32::INFINITY; 3]);
-    assert_close("count 1", "running_mean", &read(&rm), &want.mean, TOL);
-    assert_close("count 1", "y", &read(&yb), &[0.5; 3], TOL);
+    assert_eq!(got.running_var, [f32::INFINITY; 3]);
+    assert_close(
+        "count 1",
+        "running_mean",
+        &got.running_mean,
+        &want.mean,
+        TOL,
+    );
+    assert_close("count 1", "y", &got.y, &[0.5; 3], TOL);
     let invstd = 1.0 / 1e-5f64.sqrt();
-    assert_close("count 1", "save_invstd", &read(&si), &[invstd; 3], TOL);
+    assert_close(
+        "count 1",
+        "save_invstd",
+        &got.save_invstd,
+        &[invstd; 3],
+        TOL,
+    );
 }
