@@ -1,6 +1,7 @@
-// Backward, last pass: dx = a * dy + b * (x - mean) + d (dy through the fused epilogue's
-// ReLU, which also gives the residual's gradient dz) with the per-channel coefficients
-// chan[c] = (mean, a, b, d) from `backward_finalize.wgsl`. Grid-stride loop over the
+// Backward, last pass: dx = a * (dy - k * (x - mean) - m), or a * dy in eval (dy through the
+// fused epilogue's ReLU, which also gives the residual's gradient dz) with the per-channel
+// coefficients chan[c] = (mean, a, k, m) from `backward_finalize.wgsl` (see
+// `backward_channel` and `dx_value` in `common.wgsl`). Grid-stride loop over the
 // bound piece's elements.
 // CPU twin: `reference::backward`.
 

@@ -1,7 +1,7 @@
 // Backward, pass 2: one invocation per channel adds that channel's partial sums (all pieces,
 // all chunks) in fixed order, writes grad beta = sum dy and grad gamma = sum dy * xhat (when
-// affine), and the coefficients chan[c] = (mean, a, b, d) of dx = a * dy + b * (x - mean) + d
-// (`backward_channel` in common.wgsl).
+// affine), and the coefficients chan[c] = (mean, a, k, m) of dx = a * (dy - k * (x - mean)
+// - m) (`backward_channel` in common.wgsl).
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> partials: array<vec4<f32>>;

@@ -271,11 +271,14 @@ fn forward_channel(w: Welford, shift: f32, g: f32, b: f32) -> ForwardChannel {
 
 // One channel's backward results from its sums `s` = (sum dy, sum dy * (x - mean)) and
 // `st` = chan[C + c] = (mean, invstd, gamma, 0): dgamma = sum dy * xhat, dbeta = sum dy
-// (zero for an empty batch), and chan[c] = (mean, a, b, d) of
-// dx = a * dy + b * (x - mean) + d:
-//   batch statistics: a = gamma * invstd, b = -a * invstd * dgamma / M, d = -a * dbeta / M
-//   running statistics (eval): a = gamma * invstd_running, b = d = 0
-// Shared by `backward_finalize.wgsl` and `backward_fused.wgsl`.
+// (zero for an empty batch), and chan[c] = (mean, a, k, m) of
+//   batch statistics: dx = a * (dy - k * (x - mean) - m), with a = gamma * invstd,
+//     k = invstd * dgamma / M, m = dbeta / M
+//   running statistics (eval): dx = a * dy, with a = gamma * invstd_running
+// Each coefficient is of the size of its own factors: a * invstd * dgamma / M, a single
+// coefficient of (x - mean), is invstd^2 small and falls below f32's normal range for data
+// of std 1e18, where GPUs that flush denormals (NVIDIA) lose it.
+// Shared by `backward_finalize.wgsl`, `backward_fused.wgsl` and `backward_thin.wgsl`.
 struct BackwardChannel {
     dgamma: f32,
     dbeta: f32,
@@ -293,7 +296,7 @@ fn backward_channel(s: vec2<f32>, st: vec4<f32>) -> BackwardChannel {
     var q = vec4<f32>(mean, a, 0.0, 0.0);
     if ((p.flags & FLAG_BATCH_STATS) != 0u) {
         let inv_m = 1.0 / f32(p.count);
-        q = vec4<f32>(mean, a, -a * invstd * sum_dy_xhat * inv_m, -a * sum_dy * inv_m);
+        q = vec4<f32>(mean, a, invstd * (sum_dy_xhat * inv_m), sum_dy * inv_m);
     }
     return BackwardChannel(sum_dy_xhat, sum_dy, q);
 }
@@ -313,14 +316,14 @@ fn normalized(xv: f32, q: vec4<f32>, zv: f32) -> f32 {
 }
 
 // dx of one element from the gradient `g` reaching batch norm's output, its x value `xv`
-// and chan[c] = `q` = (mean, a, b, d). With running statistics (eval) dx = a * g does not
-// read x, so a NaN in x stays out of dx as in PyTorch (0 * NaN would be NaN). Shared by
-// `backward_dx.wgsl` and `backward_fused.wgsl`.
+// and chan[c] = `q` = (mean, a, k, m) of `backward_channel`. With running statistics (eval)
+// dx = a * g does not read x, so a NaN in x stays out of dx as in PyTorch. Shared by
+// `backward_dx.wgsl`, `backward_fused.wgsl` and `backward_thin.wgsl`.
 fn dx_value(g: f32, xv: f32, q: vec4<f32>) -> f32 {
     if ((p.flags & FLAG_BATCH_STATS) == 0u) {
         return q.y * g;
     }
-    return q.y * g + q.z * (xv - q.x) + q.w;
+    return q.y * (g - q.z * (xv - q.x) - q.w);
 }
 
 // Invocation 0's `v`, for every invocation of the workgroup, through red[0] (declared by
