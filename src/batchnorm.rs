@@ -1178,28 +1178,46 @@ impl BatchNorm {
     }
 }
 
-/// The one-pass kernel of a call, the tensor's one piece and the workgroups to dispatch,
-/// where each channel is one chunk of one piece and not the innermost axis: the
-/// invocation-per-channel kernel `thin` for at most [`THIN_MAX_COUNT`] values per channel
-/// (a workgroup serves 256 channels), else the workgroup-per-channel kernel `wide`. `None`
-/// where the separate passes run (or the device binds too few storage buffers).
-fn one_pass<'k, 'p>(
-    wide: &'k Option<Kernel>,
-    thin: &'k Option<Kernel>,
-    shape: &TensorShape,
-    plan: &'p Plan,
-) -> Option<(&'k Kernel, &'p Piece, usize)> {
+/// The one-pass kernels: one dispatch per call instead of partial, finalize and elementwise
+/// passes, where each channel is one chunk of a channel-first tensor in one piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnePass {
+    /// An invocation per channel (`forward_thin.wgsl`, `backward_thin.wgsl`): at most
+    /// [`THIN_MAX_COUNT`] values per channel, 256 channels per workgroup.
+    Thin,
+    /// A workgroup per channel (`forward_fused.wgsl`, `backward_fused.wgsl`).
+    Wide,
+}
+
+/// Which one-pass kernel a call with `plan` takes, or `None` where the separate passes run.
+fn one_pass_kind(shape: &TensorShape, plan: &Plan) -> Option<OnePass> {
     let [piece] = &plan.pieces[..] else {
         return None;
     };
     if plan.lanes != 0 || piece.chunks != 1 {
         return None;
     }
-    let c = shape.channels();
-    if shape.per_channel() <= THIN_MAX_COUNT {
-        Some((thin.as_ref()?, piece, c.div_ceil(WORKGROUP_SIZE as usize)))
+    Some(if shape.per_channel() <= THIN_MAX_COUNT {
+        OnePass::Thin
     } else {
-        Some((wide.as_ref()?, piece, c))
+        OnePass::Wide
+    })
+}
+
+/// The one-pass kernel of a call ([`one_pass_kind`]), the tensor's one piece and the
+/// workgroups to dispatch; `None` where the separate passes run, or where the device binds
+/// too few storage buffers for the one-pass kernels (`wide` and `thin` are then `None`).
+fn one_pass<'k, 'p>(
+    wide: &'k Option<Kernel>,
+    thin: &'k Option<Kernel>,
+    shape: &TensorShape,
+    plan: &'p Plan,
+) -> Option<(&'k Kernel, &'p Piece, usize)> {
+    let piece = plan.pieces.first()?;
+    let c = shape.channels();
+    match one_pass_kind(shape, plan)? {
+        OnePass::Thin => Some((thin.as_ref()?, piece, c.div_ceil(WORKGROUP_SIZE as usize))),
+        OnePass::Wide => Some((wide.as_ref()?, piece, c)),
     }
 }
 
@@ -1399,6 +1417,49 @@ impl<'a> Bound<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass choice: thin up to `THIN_MAX_COUNT` values per channel, wide above,
+    /// none for the row passes, several chunks or several pieces.
+    #[test]
+    fn one_pass_kernels_are_chosen_by_values_per_channel() {
+        let piece = |chunks| Piece {
+            len: 1,
+            size: 4,
+            chunks,
+            chunk_len: 1,
+            ..Default::default()
+        };
+        let plan = |pieces: Vec<Piece>, lanes| Plan {
+            pieces,
+            slots: 1,
+            lanes,
+        };
+        let cf = |dims: &[usize]| TensorShape::channels_first(dims).unwrap();
+        let one = plan(vec![piece(1)], 0);
+        let m = THIN_MAX_COUNT;
+        assert_eq!(one_pass_kind(&cf(&[1, 1000, 2]), &one), Some(OnePass::Thin));
+        assert_eq!(one_pass_kind(&cf(&[1, 10, m]), &one), Some(OnePass::Thin));
+        assert_eq!(
+            one_pass_kind(&cf(&[2, 10, m / 2]), &one),
+            Some(OnePass::Thin)
+        );
+        assert_eq!(
+            one_pass_kind(&cf(&[1, 10, m + 1]), &one),
+            Some(OnePass::Wide)
+        );
+        assert_eq!(
+            one_pass_kind(&cf(&[4, 3, 9, 11]), &one),
+            Some(OnePass::Wide)
+        );
+        let shape = cf(&[1, 1000, 2]);
+        assert_eq!(one_pass_kind(&shape, &plan(vec![piece(2)], 0)), None);
+        assert_eq!(one_pass_kind(&shape, &plan(vec![piece(1)], 8)), None);
+        assert_eq!(
+            one_pass_kind(&shape, &plan(vec![piece(1), piece(1)], 0)),
+            None
+        );
+        assert_eq!(one_pass_kind(&shape, &plan(vec![], 0)), None);
+    }
 
     #[test]
     fn chunk_plans_cover_every_element_once() {
