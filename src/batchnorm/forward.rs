@@ -1,0 +1,224 @@
+//! The dispatches of a training or eval forward (and of `forward_with_statistics`).
+
+use super::*;
+
+impl BatchNorm {
+    /// The statistics partial pass over every piece of `x`, into `partials`.
+    pub(super) fn record_stats_partials<'k>(
+        &'k self,
+        steps: &mut Vec<Step<'k>>,
+        shape: &TensorShape,
+        plan: &Plan,
+        flags: u32,
+        x: wgpu::BufferSlice<'_>,
+        partials: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        for piece in &plan.pieces {
+            let params = self.params_buffer(shape, plan, Some(piece), flags)?;
+            let groups = plan.partial_groups(shape.channels(), piece);
+            let kernel = if plan.lanes > 0 {
+                &self.pipelines.stats_partial_rows
+            } else {
+                &self.pipelines.stats_partial
+            };
+            self.dispatch(steps, kernel, &params, &[piece.of(x), partials], groups);
+        }
+        Ok(())
+    }
+
+    /// The dispatches of a forward (or of `forward_with_statistics` with `given`), every
+    /// bind group created: nothing is recorded until all of them exist.
+    pub(super) fn forward_steps(
+        &self,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &ForwardBuffers<'_>,
+        given: Option<wgpu::BufferSlice<'_>>,
+    ) -> Result<Vec<Step<'_>>> {
+        match given {
+            None => self.check_shape(shape, mode)?,
+            Some(_) => self.check_channels(shape)?,
+        }
+        let cfg = &self.config;
+        let batch = cfg.uses_batch_stats(mode);
+        let update = cfg.updates_running_stats(mode);
+        let affine = presence("affine (gamma, beta)", bufs.affine, cfg.affine, AFFINE_WHY)?;
+        let running = presence(
+            "running (running_mean, running_var)",
+            bufs.running,
+            cfg.track_running_stats,
+            RUNNING_WHY,
+        )?;
+        let saved = presence(
+            "saved (save_mean, save_invstd)",
+            bufs.saved,
+            batch,
+            "saved statistics are written exactly when the forward uses batch statistics (training, or eval without tracked running statistics)",
+        )?;
+        let tracked = match running {
+            Some(r) if update => Some(r.num_batches_tracked.ok_or(BatchNormError::MissingBuffer {
+                name: "num_batches_tracked",
+                why: "a training forward with track_running_stats increments it (and reads it when momentum is None)",
+            })?),
+            _ => None,
+        };
+        let residual = presence(
+            "residual",
+            bufs.residual,
+            cfg.epilogue == Epilogue::AddRelu,
+            EPILOGUE_WHY,
+        )?;
+        let skipped = presence(
+            "skipped_batches",
+            running.and_then(|r| r.skipped_batches),
+            update && cfg.skip_non_finite_update,
+            "a training forward with track_running_stats and skip_non_finite_update counts skipped batches in it",
+        )?;
+
+        let mut bound = vec![
+            Bound::tensor("x", bufs.x, false),
+            Bound::tensor("y", bufs.y, true),
+        ];
+        if let Some(z) = residual {
+            bound.push(Bound::tensor("residual", z, false));
+        }
+        if let Some(a) = affine {
+            bound.push(Bound::channel("gamma", a.gamma, false));
+            bound.push(Bound::channel("beta", a.beta, false));
+        }
+        if let Some(r) = running {
+            bound.push(Bound::channel("running_mean", r.mean, update));
+            bound.push(Bound::channel("running_var", r.var, update));
+        }
+        if let Some(t) = tracked {
+            bound.push(Bound::counter("num_batches_tracked", t));
+        }
+        if let Some(k) = skipped {
+            bound.push(Bound::counter("skipped_batches", k));
+        }
+        if let Some(s) = saved {
+            bound.push(Bound::channel("save_mean", s.mean, true));
+            bound.push(Bound::channel("save_invstd", s.invstd, true));
+        }
+        if let Some(g) = given {
+            bound.push(Bound::stats("statistics", g, false));
+        }
+        self.check_bindings(shape, &bound)?;
+
+        let mut flags = 0;
+        if cfg.affine {
+            flags |= FLAG_AFFINE;
+        }
+        if cfg.momentum.is_none() {
+            flags |= FLAG_CUMULATIVE;
+        }
+        if cfg.running_var_convention == VarianceConvention::Biased {
+            flags |= FLAG_BIASED_VAR;
+        }
+        if cfg.skip_non_finite_update {
+            flags |= FLAG_SKIP_NON_FINITE;
+        }
+        flags |= epilogue_flags(cfg.epilogue);
+        let plan = self.plan(shape, batch && given.is_none())?;
+        let one_record = Plan::one_record();
+        // Given statistics are read as one partial record per channel.
+        let global_plan = given.map_or(&plan, |_| &one_record);
+        let global = self.params_buffer(shape, global_plan, None, flags)?;
+        let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
+        let (partials, chan) = (scratch.partials(), scratch.chan());
+        let dummy = self.dummy.slice(..);
+        let (gamma, beta) = affine.map_or((dummy, dummy), |a| (a.gamma, a.beta));
+        let p = &self.pipelines;
+        let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+        let empty = plan.pieces.is_empty();
+
+        let mut steps = Vec::new();
+        // One pass per channel (statistics, coefficients and y) where each channel is one
+        // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
+        let fused = match (
+            one_pass(&p.forward_fused, &p.forward_thin, shape, &plan),
+            saved,
+        ) {
+            (Some((kernel, piece, groups)), Some(s)) if given.is_none() => {
+                Some((kernel, piece, groups, s))
+            }
+            _ => None,
+        };
+        match (fused, saved, running) {
+            (Some((kernel, piece, groups, s)), _, _) => {
+                let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+                let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
+                let z = residual.map_or(dummy, |z| piece.of(z));
+                self.dispatch(
+                    &mut steps,
+                    kernel,
+                    &params,
+                    &[x, gamma, beta, chan, s.mean, s.invstd, y, z],
+                    groups,
+                );
+            }
+            (None, Some(s), _) if given.is_some() || !empty => {
+                let stats = match given {
+                    Some(g) => g,
+                    None => {
+                        self.record_stats_partials(
+                            &mut steps, shape, &plan, flags, bufs.x, partials,
+                        )?;
+                        partials
+                    }
+                };
+                self.dispatch(
+                    &mut steps,
+                    &p.stats_finalize,
+                    &global,
+                    &[stats, gamma, beta, chan, s.mean, s.invstd],
+                    per_channel,
+                );
+            }
+            (None, Some(_), _) => {}
+            (None, None, Some(r)) => self.dispatch(
+                &mut steps,
+                &p.eval_coeffs,
+                &global,
+                &[r.mean, r.var, gamma, beta, chan],
+                per_channel,
+            ),
+            (None, None, None) => {
+                unreachable!("presence checks give saved or running statistics")
+            }
+        }
+        if let (Some(r), Some(t)) = (running, tracked) {
+            let k = skipped.unwrap_or(dummy);
+            let bindings = [chan, r.mean, r.var, t, k];
+            if cfg.skip_non_finite_update {
+                // One workgroup decides for the whole batch, updates and counts.
+                self.dispatch(&mut steps, &p.running_update, &global, &bindings, 1);
+            } else {
+                // The channels in parallel, then the count (see `running_update.wgsl`).
+                self.dispatch(
+                    &mut steps,
+                    &p.running_update,
+                    &global,
+                    &bindings,
+                    per_channel,
+                );
+                let count =
+                    self.params_buffer(shape, global_plan, None, flags | FLAG_COUNT_ONLY)?;
+                self.dispatch(&mut steps, &p.running_update, &count, &bindings, 1);
+            }
+        }
+        let separate_normalize = if fused.is_some() {
+            &[][..]
+        } else {
+            &plan.pieces[..]
+        };
+        for piece in separate_normalize {
+            let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
+            let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
+            let z = residual.map_or(dummy, |z| piece.of(z));
+            let groups = self.elementwise_groups(piece.len);
+            self.dispatch(&mut steps, &p.normalize, &params, &[x, chan, y, z], groups);
+        }
+        Ok(steps)
+    }
+}

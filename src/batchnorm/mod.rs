@@ -1,0 +1,406 @@
+//! The recording API: build pipelines once, record forward and backward passes into the
+//! caller's command encoder, on the caller's buffers.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::Mutex;
+
+use crate::config::{BatchNormConfig, DType, Epilogue, Mode, Reduction, VarianceConvention};
+use crate::error::{BatchNormError, Result};
+use crate::kernels::{
+    FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY, FLAG_CUMULATIVE, FLAG_MERGE_B,
+    FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
+};
+use crate::shape::TensorShape;
+
+mod backward;
+mod bindings;
+mod forward;
+mod plan;
+mod steps;
+
+use bindings::*;
+use plan::*;
+use steps::*;
+
+pub(crate) use steps::buffer_with;
+
+/// Per-channel scale gamma and shift beta, `C` f32 values each.
+#[derive(Clone, Copy, Debug)]
+pub struct AffineParams<'a> {
+    /// gamma (PyTorch's `weight`).
+    pub gamma: wgpu::BufferSlice<'a>,
+    /// beta (PyTorch's `bias`).
+    pub beta: wgpu::BufferSlice<'a>,
+}
+
+/// Running statistics, `C` f32 values each, updated in place by training forwards.
+#[derive(Clone, Copy, Debug)]
+pub struct RunningStats<'a> {
+    /// Running mean.
+    pub mean: wgpu::BufferSlice<'a>,
+    /// Running (unbiased) variance.
+    pub var: wgpu::BufferSlice<'a>,
+    /// One `u32`, incremented by every training forward (PyTorch keeps an int64). Required by
+    /// forwards that update the running statistics; not read otherwise.
+    pub num_batches_tracked: Option<wgpu::BufferSlice<'a>>,
+    /// One `u32`, incremented by every training forward that skipped the update because the
+    /// batch statistics were not finite. Required exactly by forwards that update the
+    /// running statistics with `config.skip_non_finite_update`.
+    pub skipped_batches: Option<wgpu::BufferSlice<'a>>,
+}
+
+/// Batch statistics saved by a training forward for the backward pass, `C` f32 values each.
+#[derive(Clone, Copy, Debug)]
+pub struct SavedStats<'a> {
+    /// Batch mean.
+    pub mean: wgpu::BufferSlice<'a>,
+    /// `1 / sqrt(biased batch variance + eps)`.
+    pub invstd: wgpu::BufferSlice<'a>,
+}
+
+/// Gradients of gamma and beta, `C` f32 values each, overwritten by backward.
+#[derive(Clone, Copy, Debug)]
+pub struct AffineGrads<'a> {
+    /// Gradient of gamma: `sum(dy * xhat)` per channel.
+    pub dgamma: wgpu::BufferSlice<'a>,
+    /// Gradient of beta: `sum(dy)` per channel.
+    pub dbeta: wgpu::BufferSlice<'a>,
+}
+
+/// Buffers of a forward call. `x` and `y` hold the tensor in the shape's layout.
+///
+/// Which optional buffers a call needs follows from the configuration and mode; giving one
+/// that is not used is an error too, so a mix-up cannot pass silently:
+/// - `affine`: exactly when `config.affine`.
+/// - `running`: exactly when `config.track_running_stats`; read in eval, updated in training
+///   (which also needs `num_batches_tracked`).
+/// - `saved`: exactly when the call uses batch statistics (training, or eval without
+///   tracked statistics); written with the batch mean and invstd.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardBuffers<'a> {
+    /// Input, read.
+    pub x: wgpu::BufferSlice<'a>,
+    /// Output, written. May not overlap any other binding.
+    pub y: wgpu::BufferSlice<'a>,
+    /// The residual z of [`Epilogue::AddRelu`](crate::Epilogue::AddRelu), read; exactly
+    /// with that epilogue.
+    pub residual: Option<wgpu::BufferSlice<'a>>,
+    /// gamma and beta.
+    pub affine: Option<AffineParams<'a>>,
+    /// Running statistics.
+    pub running: Option<RunningStats<'a>>,
+    /// Saved batch statistics, written.
+    pub saved: Option<SavedStats<'a>>,
+}
+
+/// Buffers of a backward call.
+///
+/// - `gamma` and `grads`: exactly when `config.affine`.
+/// - `saved`: exactly when the forward used batch statistics (training, or eval without
+///   tracked statistics): the mean and invstd that forward saved.
+/// - `running`: exactly when the forward used running statistics (eval with tracked
+///   statistics); `num_batches_tracked` is not read.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardBuffers<'a> {
+    /// The forward's input, read.
+    pub x: wgpu::BufferSlice<'a>,
+    /// Gradient of the loss with respect to y, read.
+    pub dy: wgpu::BufferSlice<'a>,
+    /// Gradient with respect to x, written. May not overlap any other binding.
+    pub dx: wgpu::BufferSlice<'a>,
+    /// The forward's output y, read for the ReLU's mask; exactly with a fused epilogue
+    /// (`dy` is then the gradient of that output).
+    pub y: Option<wgpu::BufferSlice<'a>>,
+    /// Gradient with respect to the residual z, written; exactly with
+    /// [`Epilogue::AddRelu`](crate::Epilogue::AddRelu).
+    pub dresidual: Option<wgpu::BufferSlice<'a>>,
+    /// gamma, read.
+    pub gamma: Option<wgpu::BufferSlice<'a>>,
+    /// Gradients of gamma and beta, written.
+    pub grads: Option<AffineGrads<'a>>,
+    /// Saved batch statistics, read.
+    pub saved: Option<SavedStats<'a>>,
+    /// Running statistics, read.
+    pub running: Option<RunningStats<'a>>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    partials: Option<wgpu::Buffer>,
+    chan: Option<wgpu::Buffer>,
+}
+
+/// A batch-norm layer's GPU side: pipelines built once for one device and configuration,
+/// and internal scratch memory. It holds no tensors; every call records into the caller's
+/// encoder on the caller's buffers, and never submits, polls or reads back.
+///
+/// Calls recorded into one or several encoders may share the scratch memory: each call's
+/// dispatches run in queue order, so this is safe as long as all work goes through the one
+/// queue of the device, as wgpu requires.
+pub struct BatchNorm {
+    config: BatchNormConfig,
+    device: wgpu::Device,
+    limits: wgpu::Limits,
+    subgroups: bool,
+    pipelines: Pipelines,
+    dummy: wgpu::Buffer,
+    scratch: Mutex<Scratch>,
+    params: Mutex<HashMap<[u32; 16], wgpu::Buffer>>,
+}
+
+impl std::fmt::Debug for BatchNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchNorm")
+            .field("config", &self.config)
+            .field("subgroups", &self.subgroups)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchNorm {
+    /// Builds every pipeline for `config` on `device`, with subgroup reductions when the
+    /// device has `Features::SUBGROUP`.
+    pub fn new(device: &wgpu::Device, config: BatchNormConfig) -> Result<Self> {
+        Self::with_reduction(device, config, Reduction::Auto)
+    }
+
+    /// As [`BatchNorm::new`], choosing the reduction kernels.
+    pub fn with_reduction(
+        device: &wgpu::Device,
+        config: BatchNormConfig,
+        reduction: Reduction,
+    ) -> Result<Self> {
+        config.validate()?;
+        let has_subgroups = device.features().contains(wgpu::Features::SUBGROUP);
+        let subgroups = match reduction {
+            Reduction::Auto => has_subgroups,
+            Reduction::Workgroup => false,
+            Reduction::Subgroup if has_subgroups => true,
+            Reduction::Subgroup => return Err(BatchNormError::SubgroupsUnavailable),
+        };
+        let f16 = config.dtype == DType::F16;
+        if f16 && !device.features().contains(wgpu::Features::SHADER_F16) {
+            return Err(BatchNormError::F16Unavailable);
+        }
+        let limits = device.limits();
+        let needs = [
+            (
+                "max_storage_buffers_per_shader_stage",
+                limits.max_storage_buffers_per_shader_stage,
+                6,
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                limits.max_compute_invocations_per_workgroup,
+                WORKGROUP_SIZE,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                limits.max_compute_workgroup_size_x,
+                WORKGROUP_SIZE,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                limits.max_compute_workgroup_storage_size,
+                WORKGROUP_SIZE * 16,
+            ),
+        ];
+        for (name, have, need) in needs {
+            if have < need {
+                return Err(BatchNormError::UnsupportedDevice(format!(
+                    "{name} is {have}, the kernels need at least {need}"
+                )));
+            }
+        }
+
+        let (pipelines, dummy) = scoped(device, || {
+            let pipelines = Pipelines::new(device, subgroups, f16);
+            let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-batchnorm.unused-binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            Ok((pipelines, dummy))
+        })?;
+        Ok(Self {
+            config,
+            device: device.clone(),
+            limits,
+            subgroups,
+            pipelines,
+            dummy,
+            scratch: Mutex::default(),
+            params: Mutex::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.config
+    }
+
+    /// Whether the kernels use subgroup reductions.
+    pub fn uses_subgroups(&self) -> bool {
+        self.subgroups
+    }
+
+    /// The device the pipelines were built on.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// Checks `shape` against the configuration for a call in `mode`.
+    pub fn check_shape(&self, shape: &TensorShape, mode: Mode) -> Result<()> {
+        self.check_channels(shape)?;
+        if self.config.uses_batch_stats(mode) && shape.per_channel() == 1 {
+            return Err(BatchNormError::TooFewValuesPerChannel {
+                dims: shape.dims().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a forward pass into `encoder`: in training, batch statistics (saved for
+    /// backward), the running-statistics update and `y`; in eval, `y` from the running
+    /// statistics (or from batch statistics when they are not tracked).
+    ///
+    /// An empty batch (a shape with zero elements) records no work on the tensors, whose
+    /// slices are then neither checked nor accessed, and leaves `saved` untouched; a training
+    /// forward still increments `num_batches_tracked` and leaves the running mean and
+    /// variance as they were, as PyTorch does.
+    pub fn forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &ForwardBuffers<'_>,
+    ) -> Result<()> {
+        let steps = scoped(&self.device, || self.forward_steps(mode, shape, bufs, None))?;
+        record(encoder, "wgpu-batchnorm.forward", &steps);
+        Ok(())
+    }
+
+    /// Records a training forward that normalizes with the given per-channel statistics
+    /// instead of the batch's own: those of [`BatchNorm::statistics`], merged over
+    /// micro-batches or devices with [`BatchNorm::merge_statistics`] (synchronized batch
+    /// norm). Saved statistics and the running-statistics update come from them too (the
+    /// unbiased variance uses their total count). `stats` holds C records of 4 f32, see
+    /// [`ChannelStats`](crate::ChannelStats). The local batch may have a single value per
+    /// channel; a total count of 1 gives an infinite unbiased variance.
+    pub fn forward_with_statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &TensorShape,
+        stats: wgpu::BufferSlice<'_>,
+        bufs: &ForwardBuffers<'_>,
+    ) -> Result<()> {
+        let steps = scoped(&self.device, || {
+            self.forward_steps(Mode::Train, shape, bufs, Some(stats))
+        })?;
+        record(encoder, "wgpu-batchnorm.forward-with-statistics", &steps);
+        Ok(())
+    }
+
+    /// Records a statistics-only pass: per-channel (count, mean, variance) of `x` into `out`
+    /// (C records of 4 f32, see [`ChannelStats`](crate::ChannelStats)), merged in fixed
+    /// order. Nothing else is read or written.
+    pub fn statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &TensorShape,
+        x: wgpu::BufferSlice<'_>,
+        out: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        let steps = scoped(&self.device, || {
+            self.check_channels(shape)?;
+            self.check_bindings(
+                shape,
+                &[
+                    Bound::tensor("x", x, false),
+                    Bound::stats("statistics", out, true),
+                ],
+            )?;
+            let plan = self.plan(shape, true)?;
+            let global = self.params_buffer(shape, &plan, None, 0)?;
+            let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
+            let partials = scratch.partials();
+            let p = &self.pipelines;
+            let mut steps = Vec::new();
+            self.record_stats_partials(&mut steps, shape, &plan, 0, x, partials)?;
+            let dummy = self.dummy.slice(..);
+            let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+            self.dispatch(
+                &mut steps,
+                &p.stats_merge,
+                &global,
+                &[partials, dummy, out],
+                per_channel,
+            );
+            Ok(steps)
+        })?;
+        record(encoder, "wgpu-batchnorm.statistics", &steps);
+        Ok(())
+    }
+
+    /// Records the per-channel merge (Chan's formula, `a` first) of two statistics buffers
+    /// into `out`; each holds C records of 4 f32. `out` may not overlap `a` or `b`.
+    pub fn merge_statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        a: wgpu::BufferSlice<'_>,
+        b: wgpu::BufferSlice<'_>,
+        out: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        let steps = scoped(&self.device, || {
+            let shape = TensorShape::channels_first(&[1, self.config.num_features])?;
+            self.check_bindings(
+                &shape,
+                &[
+                    Bound::stats("a", a, false),
+                    Bound::stats("b", b, false),
+                    Bound::stats("out", out, true),
+                ],
+            )?;
+            let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
+            let mut steps = Vec::new();
+            let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+            self.dispatch(
+                &mut steps,
+                &self.pipelines.stats_merge,
+                &params,
+                &[a, b, out],
+                groups,
+            );
+            Ok(steps)
+        })?;
+        record(encoder, "wgpu-batchnorm.merge-statistics", &steps);
+        Ok(())
+    }
+
+    fn check_channels(&self, shape: &TensorShape) -> Result<()> {
+        if shape.channels() != self.config.num_features {
+            return Err(BatchNormError::ChannelMismatch {
+                expected: self.config.num_features,
+                got: shape.channels(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a backward pass into `encoder`: `dx`, and `dgamma`, `dbeta` when affine.
+    /// `mode` is the mode of the forward being differentiated. For an empty batch, `dgamma`
+    /// and `dbeta` are zero and the tensor slices are neither checked nor accessed.
+    pub fn backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &BackwardBuffers<'_>,
+    ) -> Result<()> {
+        let steps = scoped(&self.device, || self.backward_steps(mode, shape, bufs))?;
+        record(encoder, "wgpu-batchnorm.backward", &steps);
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+//! The plan of a call: pieces of the tensor that fit one binding, chunks of each
+//! channel for the partial passes, row blocks for channel-innermost tensors, and which
+//! one-pass kernel (if any) a call takes.
+
+use super::*;
+
+/// Partials per channel aimed at: enough workgroups in all to fill a large GPU.
+pub(super) const TARGET_WORKGROUPS: usize = 2048;
+/// At most this many partials per channel, merged sequentially by one invocation.
+pub(super) const MAX_CHUNKS: usize = 256;
+/// Each invocation of a partial pass handles at least this many elements.
+pub(super) const MIN_ELEMENTS_PER_INVOCATION: usize = 4;
+/// Channel-first tensors in one piece with at most this many values per channel take the
+/// one-pass kernels with an invocation per channel (`forward_thin.wgsl`,
+/// `backward_thin.wgsl`) instead of a workgroup per channel: a 256-invocation workgroup and
+/// its reduction for a handful of values is the cost that made (1, 10^6, 2) take seconds.
+pub(crate) const THIN_MAX_COUNT: usize = 64;
+
+/// Fewest channels per workgroup of the `*_rows` partial passes (unless C is smaller): a
+/// row of 8 f32 is one 32-byte memory sector, all of it used.
+pub(crate) const MIN_LANES: u32 = 8;
+/// Most channels per workgroup of the `*_rows` partial passes. Wider blocks read longer runs
+/// and need fewer merge steps, but leave fewer workgroups (a 64-channel tensor in blocks of
+/// 64 is one block, so at most `MAX_CHUNKS` workgroups).
+pub(crate) const MAX_LANES: u32 = 64;
+
+/// Channels per workgroup of the `*_rows` partial passes, used where a channel's elements
+/// are C apart (inner = 1: channels-last, and (N, C)); 0 (the per-channel passes) otherwise.
+/// The widest power of two from [`MAX_LANES`] down to [`MIN_LANES`] (or C rounded up to a
+/// power of two, if smaller) whose plan still has as many workgroups as the GPU wants
+/// (`TARGET_WORKGROUPS`, or all the tensor's size allows).
+pub(crate) fn row_lanes(shape: &TensorShape) -> u32 {
+    if shape.outer_inner().1 != 1 {
+        return 0;
+    }
+    let channels = shape.channels();
+    let count = shape.per_channel().max(1);
+    let wg = WORKGROUP_SIZE as usize;
+    let wanted = TARGET_WORKGROUPS.min(shape.numel().div_ceil(wg * MIN_ELEMENTS_PER_INVOCATION));
+    let widest = (channels.next_power_of_two() as u32).min(MAX_LANES);
+    let mut lanes = widest;
+    while lanes > MIN_LANES {
+        let blocks = channels.div_ceil(lanes as usize);
+        let (chunks, _) = plan_chunks(count, blocks, wg / lanes as usize);
+        if blocks * chunks as usize >= wanted {
+            break;
+        }
+        lanes /= 2;
+    }
+    lanes
+}
+
+/// How a channel's `count` elements are split for the partial passes: `chunks` runs of
+/// `chunk_len`, the last possibly shorter. `units` workgroup tasks cover the channels for
+/// each chunk (C for the per-channel passes, C / lanes for the row passes), and `threads`
+/// invocations share one channel's chunk (the workgroup, or its rows); `chunk_len` is a
+/// multiple of `threads`.
+pub(crate) fn plan_chunks(count: usize, units: usize, threads: usize) -> (u32, u32) {
+    let by_size = count.div_ceil(threads * MIN_ELEMENTS_PER_INVOCATION).max(1);
+    let wanted = TARGET_WORKGROUPS.div_ceil(units).max(1);
+    let chunks = wanted.min(by_size).min(MAX_CHUNKS);
+    let chunk_len = count.div_ceil(chunks).div_ceil(threads) * threads;
+    let chunks = count.div_ceil(chunk_len);
+    (chunks as u32, chunk_len as u32)
+}
+
+/// A flat element range `[base, base + len)` of the tensor, bound on its own, and how the
+/// partial passes split each channel's elements within it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Piece {
+    pub(super) base: u64,
+    pub(super) len: u64,
+    /// Bytes per element.
+    pub(super) size: u64,
+    pub(super) chunks: u32,
+    pub(super) chunk_len: u32,
+    pub(super) slot_base: u32,
+}
+
+impl Piece {
+    /// This piece of a tensor slice.
+    /// Interior pieces hold whole 4-byte words (their length is a multiple of the offset
+    /// alignment); the last one is rounded up to one, inside the tensor's padded slice.
+    pub(super) fn of<'a>(&self, tensor: wgpu::BufferSlice<'a>) -> wgpu::BufferSlice<'a> {
+        let start = tensor.offset() + self.base * self.size;
+        let bytes = (self.len * self.size).div_ceil(4) * 4;
+        tensor.buffer().slice(start..start + bytes)
+    }
+}
+
+/// The pieces of one call, and the partial slots per channel over all of them.
+pub(super) struct Plan {
+    pub(super) pieces: Vec<Piece>,
+    pub(super) slots: u32,
+    /// Channels per workgroup of the row partial passes; 0: the per-channel passes.
+    pub(super) lanes: u32,
+}
+
+impl Plan {
+    /// The plan of the per-channel kernels reading one statistics record per channel
+    /// (given or merged statistics): no pieces, one slot.
+    pub(super) fn one_record() -> Self {
+        Self {
+            pieces: Vec::new(),
+            slots: 1,
+            lanes: 0,
+        }
+    }
+
+    /// Workgroup tasks of a partial pass over `piece`: (channel, chunk) pairs, or (block of
+    /// `lanes` channels, chunk) pairs for the row passes.
+    pub(super) fn partial_groups(&self, channels: usize, piece: &Piece) -> usize {
+        let units = if self.lanes > 0 {
+            channels.div_ceil(self.lanes as usize)
+        } else {
+            channels
+        };
+        units * piece.chunks as usize
+    }
+}
+
+impl BatchNorm {
+    /// Splits the tensor into pieces that each fit one binding (flat element ranges whose
+    /// offsets keep the storage offset alignment), and, when `reduce`, each channel's
+    /// elements within each piece into chunks for the partial passes.
+    pub(super) fn plan(&self, shape: &TensorShape, reduce: bool) -> Result<Plan> {
+        let numel = shape.numel() as u64;
+        let size = self.config.dtype.size();
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(4) / size;
+        let max_len = self.limits.max_storage_buffer_binding_size / size / align * align;
+        if numel > 0 && max_len == 0 {
+            return Err(BatchNormError::UnsupportedDevice(format!(
+                "max_storage_buffer_binding_size {} is below min_storage_buffer_offset_alignment {}",
+                self.limits.max_storage_buffer_binding_size,
+                self.limits.min_storage_buffer_offset_alignment
+            )));
+        }
+        let lanes = if reduce { row_lanes(shape) } else { 0 };
+        let (units, threads) = if lanes > 0 {
+            let lanes = lanes as usize;
+            (
+                shape.channels().div_ceil(lanes),
+                WORKGROUP_SIZE as usize / lanes,
+            )
+        } else {
+            (shape.channels(), WORKGROUP_SIZE as usize)
+        };
+        let mut pieces = Vec::new();
+        let mut slots = 0u32;
+        let mut base = 0u64;
+        while base < numel {
+            let len = max_len.min(numel - base);
+            let (chunks, chunk_len) = if reduce {
+                // Longest run of one channel's elements in the piece.
+                let longest = if len == numel {
+                    shape.per_channel()
+                } else {
+                    (0..shape.channels())
+                        .map(|c| {
+                            shape.first_k_at(c, (base + len) as usize)
+                                - shape.first_k_at(c, base as usize)
+                        })
+                        .max()
+                        .unwrap_or(0)
+                };
+                plan_chunks(longest.max(1), units, threads)
+            } else {
+                (0, 0)
+            };
+            pieces.push(Piece {
+                base,
+                len,
+                size,
+                chunks,
+                chunk_len,
+                slot_base: slots,
+            });
+            slots += chunks;
+            base += len;
+        }
+        Ok(Plan {
+            pieces,
+            slots,
+            lanes,
+        })
+    }
+}
+
+/// The one-pass kernels: one dispatch per call instead of partial, finalize and elementwise
+/// passes, where each channel is one chunk of a channel-first tensor in one piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OnePass {
+    /// An invocation per channel (`forward_thin.wgsl`, `backward_thin.wgsl`): at most
+    /// [`THIN_MAX_COUNT`] values per channel, 256 channels per workgroup.
+    Thin,
+    /// A workgroup per channel (`forward_fused.wgsl`, `backward_fused.wgsl`).
+    Wide,
+}
+
+/// Which one-pass kernel a call with `plan` takes, or `None` where the separate passes run.
+pub(super) fn one_pass_kind(shape: &TensorShape, plan: &Plan) -> Option<OnePass> {
+    let [piece] = &plan.pieces[..] else {
+        return None;
+    };
+    if plan.lanes != 0 || piece.chunks != 1 {
+        return None;
+    }
+    Some(if shape.per_channel() <= THIN_MAX_COUNT {
+        OnePass::Thin
+    } else {
+        OnePass::Wide
+    })
+}
+
+/// The one-pass kernel of a call ([`one_pass_kind`]), the tensor's one piece and the
+/// workgroups to dispatch; `None` where the separate passes run, or where the device binds
+/// too few storage buffers for the one-pass kernels (`wide` and `thin` are then `None`).
+pub(super) fn one_pass<'k, 'p>(
+    wide: &'k Option<Kernel>,
+    thin: &'k Option<Kernel>,
+    shape: &TensorShape,
+    plan: &'p Plan,
+) -> Option<(&'k Kernel, &'p Piece, usize)> {
+    let piece = plan.pieces.first()?;
+    let c = shape.channels();
+    match one_pass_kind(shape, plan)? {
+        OnePass::Thin => Some((thin.as_ref()?, piece, c.div_ceil(WORKGROUP_SIZE as usize))),
+        OnePass::Wide => Some((wide.as_ref()?, piece, c)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass choice: thin up to `THIN_MAX_COUNT` values per channel, wide above,
+    /// none for the row passes, several chunks or several pieces.
+    #[test]
+    fn one_pass_kernels_are_chosen_by_values_per_channel() {
+        let piece = |chunks| Piece {
+            len: 1,
+            size: 4,
+            chunks,
+            chunk_len: 1,
+            ..Default::default()
+        };
+        let plan = |pieces: Vec<Piece>, lanes| Plan {
+            pieces,
+            slots: 1,
+            lanes,
+        };
+        let cf = |dims: &[usize]| TensorShape::channels_first(dims).unwrap();
+        let one = plan(vec![piece(1)], 0);
+        let m = THIN_MAX_COUNT;
+        assert_eq!(one_pass_kind(&cf(&[1, 1000, 2]), &one), Some(OnePass::Thin));
+        assert_eq!(one_pass_kind(&cf(&[1, 10, m]), &one), Some(OnePass::Thin));
+        assert_eq!(
+            one_pass_kind(&cf(&[2, 10, m / 2]), &one),
+            Some(OnePass::Thin)
+        );
+        assert_eq!(
+            one_pass_kind(&cf(&[1, 10, m + 1]), &one),
+            Some(OnePass::Wide)
+        );
+        assert_eq!(
+            one_pass_kind(&cf(&[4, 3, 9, 11]), &one),
+            Some(OnePass::Wide)
+        );
+        let shape = cf(&[1, 1000, 2]);
+        assert_eq!(one_pass_kind(&shape, &plan(vec![piece(2)], 0)), None);
+        assert_eq!(one_pass_kind(&shape, &plan(vec![piece(1)], 8)), None);
+        assert_eq!(
+            one_pass_kind(&shape, &plan(vec![piece(1), piece(1)], 0)),
+            None
+        );
+        assert_eq!(one_pass_kind(&shape, &plan(vec![], 0)), None);
+    }
+
+    #[test]
+    fn chunk_plans_cover_every_element_once() {
+        let wg = WORKGROUP_SIZE as usize;
+        for &(count, units, threads) in &[
+            (1, 1, wg),
+            (2, 3, wg),
+            (255, 1, wg),
+            (257, 2, wg),
+            (1 << 20, 3, wg),
+            (49, 2048, wg),
+            (12544, 64, wg),
+            (1_000_003, 1, wg),
+            (1, 1, 4),
+            (4096, 64, 4),
+            (802_816, 1, 4),
+            (12_544, 32, 4),
+            (5, 1, 64),
+        ] {
+            let (chunks, len) = plan_chunks(count, units, threads);
+            let (chunks, len) = (chunks as usize, len as usize);
+            assert!(
+                (1..=MAX_CHUNKS).contains(&chunks),
+                "{count} {units}: {chunks}"
+            );
+            assert_eq!(len % threads, 0);
+            assert!(chunks * len >= count, "{count}: {chunks} x {len}");
+            assert!((chunks - 1) * len < count, "{count}: empty last chunk");
+        }
+        // A long channel is split across many workgroups.
+        assert!(plan_chunks(1 << 20, 1, wg).0 > 100);
+        // Channels-last with 64 channels: eight blocks of 8 lanes (32 rows), 2048 workgroups.
+        assert_eq!(8 * plan_chunks(401_408, 8, 32).0, 2048);
+    }
+
+    #[test]
+    fn row_blocks_are_as_wide_as_filling_the_gpu_allows() {
+        let lanes = |dims: &[usize]| row_lanes(&TensorShape::channels_last(dims).unwrap());
+        // 64 channels: blocks of 64 would leave at most 256 workgroups.
+        assert_eq!(lanes(&[32, 112, 112, 64]), MIN_LANES);
+        // 2048 channels: 32 blocks of 64 times 64 chunks fill the GPU.
+        assert_eq!(lanes(&[256, 7, 7, 2048]), MAX_LANES);
+        // Fewer channels than the narrowest block: one block of C rounded up.
+        assert_eq!(lanes(&[100, 3]), 4);
+        // Small tensors: as many workgroups as their size allows with any width.
+        assert_eq!(lanes(&[2048, 512]), MAX_LANES);
+        // Channel-first with spatial axes: the per-channel passes.
+        let nchw = TensorShape::channels_first(&[2, 3, 4, 5]).unwrap();
+        assert_eq!(row_lanes(&nchw), 0);
+        let nc = TensorShape::channels_first(&[4096, 4096]).unwrap();
+        assert_eq!(row_lanes(&nc), MAX_LANES);
+    }
+}

@@ -1,0 +1,251 @@
+//! From a plan to recorded work: parameter and scratch buffers, bind groups created before
+//! anything is recorded, and one compute pass per call.
+
+use super::*;
+
+/// Entries kept in the cache of parameter buffers before it is emptied.
+const PARAMS_CACHE_LIMIT: usize = 256;
+
+impl BatchNorm {
+    /// The uniform buffer of one dispatch's parameters: the whole call's, or one piece's.
+    /// Created initialized (never written through the queue), immutable, and cached by
+    /// value.
+    pub(super) fn params_buffer(
+        &self,
+        shape: &TensorShape,
+        plan: &Plan,
+        piece: Option<&Piece>,
+        flags: u32,
+    ) -> Result<wgpu::Buffer> {
+        let (outer, inner) = shape.outer_inner();
+        let piece = piece.copied().unwrap_or_default();
+        let params = Params {
+            outer: outer as u32,
+            channels: shape.channels() as u32,
+            inner: inner as u32,
+            count: shape.per_channel() as u32,
+            base: piece.base as u32,
+            len: piece.len as u32,
+            chunk_len: piece.chunk_len,
+            chunks: piece.chunks,
+            slot_base: piece.slot_base,
+            slots: plan.slots,
+            lanes: plan.lanes,
+            eps: self.config.eps,
+            momentum: self.config.new_batch_weight().unwrap_or(0.0),
+            flags,
+            ..Params::default()
+        };
+        let key: [u32; 16] = bytemuck::cast(params);
+        let mut cache = self.params.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = cache.get(&key) {
+            return Ok(b.clone());
+        }
+        if cache.len() >= PARAMS_CACHE_LIMIT {
+            cache.clear();
+        }
+        let buffer = buffer_with(
+            &self.device,
+            "wgpu-batchnorm.params",
+            bytemuck::bytes_of(&params),
+            wgpu::BufferUsages::UNIFORM,
+        )?;
+        cache.insert(key, buffer.clone());
+        Ok(buffer)
+    }
+
+    /// Scratch buffers for `channels * slots` partials and `2 * channels` per-channel
+    /// records, grown on demand.
+    pub(super) fn scratch(&self, channels: usize, slots: usize) -> Result<ScratchBuffers> {
+        let partial_bytes = (channels * slots.max(1) * 16) as u64;
+        let chan_bytes = (channels * 2 * 16) as u64;
+        for (name, bytes) in [
+            ("scratch partials", partial_bytes),
+            ("scratch per-channel", chan_bytes),
+        ] {
+            check_limit(
+                name,
+                bytes,
+                "max_storage_buffer_binding_size",
+                self.limits.max_storage_buffer_binding_size,
+            )?;
+            check_limit(name, bytes, "max_buffer_size", self.limits.max_buffer_size)?;
+        }
+        let mut s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(ScratchBuffers {
+            partials: grow(
+                &self.device,
+                &mut s.partials,
+                partial_bytes,
+                "wgpu-batchnorm.partials",
+            ),
+            partial_bytes,
+            chan: grow(
+                &self.device,
+                &mut s.chan,
+                chan_bytes,
+                "wgpu-batchnorm.per-channel",
+            ),
+            chan_bytes,
+        })
+    }
+
+    /// Workgroups of a grid-stride elementwise pass over `len` elements.
+    pub(super) fn elementwise_groups(&self, len: u64) -> usize {
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        len.div_ceil(u64::from(WORKGROUP_SIZE)).min(max) as usize
+    }
+
+    /// Adds to `steps` a dispatch of `kernel` over `groups` workgroups (a 2D grid, x
+    /// fastest, so that more than 65535 fit) with `storage` at bindings 1.. and the
+    /// parameters at 0; its bind group is created now, so that an invalid buffer fails
+    /// before anything is recorded.
+    pub(super) fn dispatch<'k>(
+        &self,
+        steps: &mut Vec<Step<'k>>,
+        kernel: &'k Kernel,
+        params: &wgpu::Buffer,
+        storage: &[wgpu::BufferSlice<'_>],
+        groups: usize,
+    ) {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: params.as_entire_binding(),
+        }];
+        entries.extend(
+            storage
+                .iter()
+                .zip(1..)
+                .map(|(slice, binding)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: slice.buffer(),
+                        offset: slice.offset(),
+                        size: NonZeroU64::new(slice.size()),
+                    }),
+                }),
+        );
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-batchnorm.bind-group"),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        // Every kernel loops over its tasks, so a grid smaller than `groups` (capped by the
+        // device's limit) still covers them all.
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x).clamp(1, max);
+        steps.push(Step {
+            kernel,
+            bind_group,
+            grid: (x as u32, y as u32),
+        });
+    }
+}
+
+/// One dispatch of a call, ready to record: the kernel, its bind group (already created and
+/// validated) and the grid.
+pub(super) struct Step<'k> {
+    kernel: &'k Kernel,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+}
+
+/// Records `steps` in order into one compute pass labelled `label`. Called only once every
+/// step exists, so a call that fails records nothing.
+pub(super) fn record(encoder: &mut wgpu::CommandEncoder, label: &str, steps: &[Step<'_>]) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    for step in steps {
+        pass.set_pipeline(&step.kernel.pipeline);
+        pass.set_bind_group(0, &step.bind_group, &[]);
+        pass.dispatch_workgroups(step.grid.0, step.grid.1, 1);
+    }
+}
+
+/// Scratch buffers of one call and the bytes it uses of each.
+pub(super) struct ScratchBuffers {
+    partials: wgpu::Buffer,
+    partial_bytes: u64,
+    chan: wgpu::Buffer,
+    chan_bytes: u64,
+}
+
+impl ScratchBuffers {
+    pub(super) fn partials(&self) -> wgpu::BufferSlice<'_> {
+        self.partials.slice(..self.partial_bytes)
+    }
+
+    pub(super) fn chan(&self) -> wgpu::BufferSlice<'_> {
+        self.chan.slice(..self.chan_bytes)
+    }
+}
+
+/// The buffer in `slot`, replaced by a larger one (a power of two) when it holds fewer
+/// than `bytes`. Work already recorded keeps the old buffer alive.
+pub(super) fn grow(
+    device: &wgpu::Device,
+    slot: &mut Option<wgpu::Buffer>,
+    bytes: u64,
+    label: &str,
+) -> wgpu::Buffer {
+    match slot {
+        Some(b) if b.size() >= bytes => b.clone(),
+        _ => {
+            let b = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.next_power_of_two(),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            *slot = Some(b.clone());
+            b
+        }
+    }
+}
+
+/// A buffer created mapped and filled with `bytes` (never written through the queue). Fails,
+/// rather than panics as `DeviceExt::create_buffer_init` does, when the device is lost.
+pub(crate) fn buffer_with(
+    device: &wgpu::Device,
+    label: &str,
+    bytes: &[u8],
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.len() as u64,
+        usage,
+        mapped_at_creation: true,
+    });
+    buffer
+        .slice(..)
+        .get_mapped_range_mut()
+        .map_err(|e| BatchNormError::Wgpu(format!("creating `{label}`: {e}")))?
+        .slice(..)
+        .copy_from_slice(bytes);
+    buffer.unmap();
+    Ok(buffer)
+}
+
+/// Runs `f` inside error scopes for validation, out-of-memory and internal errors, so that
+/// an error wgpu reports while it runs (a lost device, say) comes back as
+/// [`BatchNormError::Wgpu`] instead of reaching the device's uncaptured-error handler.
+/// Popping the scopes does not wait for the GPU.
+pub(crate) fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let result = f();
+    let errors = [
+        pollster::block_on(internal.pop()),
+        pollster::block_on(memory.pop()),
+        pollster::block_on(validation.pop()),
+    ];
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(BatchNormError::Wgpu(e.to_string())),
+        None => result,
+    }
+}
