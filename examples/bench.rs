@@ -23,9 +23,12 @@
 //! B. `benches/pytorch_bn.py` writes PyTorch's figures in the same JSON form and
 //! `benches/join.py` joins the two into a speedup table.
 
+mod common;
+
+use common::normal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rand::{RngExt, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, ForwardBuffers,
     HeadlessGpu, Mode, RunningStats, SavedStats, TensorShape,
@@ -330,16 +333,6 @@ fn filled(gpu: &HeadlessGpu, data: &[f32]) -> wgpu::Buffer {
     let b = storage(gpu, 4 * data.len() as u64);
     gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
     b
-}
-
-fn normal(rng: &mut StdRng, n: usize, mean: f64, std: f64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let u1: f64 = 1.0 - rng.random::<f64>();
-            let u2: f64 = rng.random::<f64>();
-            (mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect()
 }
 
 /// One measured figure.

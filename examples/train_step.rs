@@ -6,21 +6,13 @@
 //! WGPU_BACKEND=gl cargo run --release --example train_step
 //! ```
 
+mod common;
+
+use common::normal;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, HeadlessGpu, HostRunningStats, Mode, TensorShape, reference,
 };
-
-fn normal(rng: &mut StdRng, n: usize, mean: f64, std: f64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            // Box-Muller.
-            let u1: f64 = 1.0 - rng.random::<f64>();
-            let u2: f64 = rng.random::<f64>();
-            (mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect()
-}
 
 fn report(name: &str, got: &[f32], want: &[f64], worst: &mut f64) {
     let (err, at) = reference::relative_l2_error(got, want);
