@@ -1,7 +1,7 @@
 // Training forward, pass 1, for tensors whose channel is the innermost axis (inner = 1:
 // channels-last, and (N, C)): element k of channel c lies at k * C + c, so the values of
 // neighbouring channels are neighbours in memory. Each workgroup takes a block of
-// `p.lanes` channels (8 to 64; see `row_lanes` in src/batchnorm.rs) and one run (chunk)
+// `p.lanes` channels (8 to 64; see `row_lanes` in src/batchnorm/plan.rs) and one run (chunk)
 // of their elements: invocation (row, lane) reads channel block + lane at rows
 // start + row, start + row + rows, ..., so the invocations of a row read consecutive
 // addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford on values shifted by the channel's first
