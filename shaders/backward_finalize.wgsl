@@ -17,11 +17,11 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
-        var s = vec2<f32>(0.0);
+        var s = vec4<f32>(0.0);
         for (var j = 0u; j < p.slots; j = j + 1u) {
-            s = s + partials[c * p.slots + j].xy;
+            s = sums_merge(s, partials[c * p.slots + j]);
         }
-        let f = backward_channel(s, chan[p.channels + c]);
+        let f = backward_channel(sums_value(s), chan[p.channels + c]);
         if ((p.flags & FLAG_AFFINE) != 0u) {
             dgamma[c] = f.dgamma;
             dbeta[c] = f.dbeta;

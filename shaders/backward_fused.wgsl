@@ -38,23 +38,22 @@ fn main(
         let st = chan[p.channels + c];
         let mean = st.x;
         // Partial sums, as backward_partial.wgsl with one chunk.
-        var s = vec2<f32>(0.0);
+        var s = vec4<f32>(0.0);
         var walk = walk_from(lid, WG);
         for (var k = lid; k < p.count; k = k + WG) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
             let g_out = grad_out(i);
-            s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
+            s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
         }
-        let r = reduce_sum2(lid, s);
+        let r = reduce_sums(lid, s);
         // Gradients and dx coefficients, as backward_finalize.wgsl with one partial (valid
         // in invocation 0), handed to the whole workgroup.
         var coeffs = vec4<f32>(0.0);
         if (lid == 0u) {
             // The finalize pass adds the partials to zero.
-            var t = vec2<f32>(0.0);
-            t = t + r;
-            let f = backward_channel(t, st);
+            let t = sums_merge(vec4<f32>(0.0), r);
+            let f = backward_channel(sums_value(t), st);
             if ((p.flags & FLAG_AFFINE) != 0u) {
                 dgamma[c] = f.dgamma;
                 dbeta[c] = f.dbeta;

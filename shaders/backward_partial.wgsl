@@ -28,7 +28,7 @@ fn main(
         let k_hi = first_k_at(c, p.base + p.len);
         let start = first_k_at(c, p.base) + chunk * p.chunk_len;
         let end = min(start + p.chunk_len, k_hi);
-        var s = vec2<f32>(0.0);
+        var s = vec4<f32>(0.0);
         var walk = walk_from(start + lid, WG);
         for (var k = start + lid; k < end; k = k + WG) {
             let i = walk_index(walk, c) - p.base;
@@ -37,11 +37,11 @@ fn main(
             if ((p.flags & FLAG_RELU) != 0u) {
                 g_out = through_epilogue(g_out, f32(y[i]));
             }
-            s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
+            s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
         }
-        let r = reduce_sum2(lid, s);
+        let r = reduce_sums(lid, s);
         if (lid == 0u) {
-            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r, 0.0, 0.0);
+            partials[c * p.slots + p.slot_base + chunk] = r;
         }
     }
 }

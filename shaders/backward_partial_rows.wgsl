@@ -14,7 +14,7 @@
 // The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
 @group(0) @binding(5) var<storage, read_write> y: array<T>;
 
-var<workgroup> tile: array<vec2<f32>, WG>;
+var<workgroup> tile: array<vec4<f32>, WG>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -29,7 +29,7 @@ fn main(
         let chunk = t.chunk;
         let row = t.row;
         let rows = t.rows;
-        var s = vec2<f32>(0.0);
+        var s = vec4<f32>(0.0);
         if (c < p.channels) {
             let mean = chan[p.channels + c].x;
             let k_hi = first_k_at(c, p.base + p.len);
@@ -41,7 +41,7 @@ fn main(
                 if ((p.flags & FLAG_RELU) != 0u) {
                     g_out = through_epilogue(g_out, f32(y[i]));
                 }
-                s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
+                s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
             }
         }
         tile[lid] = s;
@@ -49,12 +49,12 @@ fn main(
         // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
         for (var h = WG / p.lanes / 2u; h > 0u; h = h >> 1u) {
             if (row < h) {
-                tile[lid] = tile[lid] + tile[lid + h * p.lanes];
+                tile[lid] = sums_merge(tile[lid], tile[lid + h * p.lanes]);
             }
             workgroupBarrier();
         }
         if (row == 0u && c < p.channels) {
-            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(tile[lid], 0.0, 0.0);
+            partials[c * p.slots + p.slot_base + chunk] = tile[lid];
         }
         workgroupBarrier();
     }

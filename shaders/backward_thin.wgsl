@@ -37,15 +37,15 @@ fn main(
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
         let st = chan[p.channels + c];
         let mean = st.x;
-        var s = vec2<f32>(0.0);
+        var s = vec4<f32>(0.0);
         var walk = walk_from(0u, 1u);
         for (var k = 0u; k < p.count; k = k + 1u) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
             let g_out = grad_out(i);
-            s = s + vec2<f32>(g_out, g_out * (f32(x[i]) - mean));
+            s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
         }
-        let f = backward_channel(s, st);
+        let f = backward_channel(sums_value(s), st);
         if ((p.flags & FLAG_AFFINE) != 0u) {
             dgamma[c] = f.dgamma;
             dbeta[c] = f.dbeta;

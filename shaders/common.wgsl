@@ -41,7 +41,8 @@ struct Params {
     // Channels per workgroup of the `*_rows.wgsl` partial passes (a power of two dividing
     // WG; 0 where they are not used).
     lanes: u32,
-    _pad1: u32,
+    // Always 0, but unknown when the pipeline is compiled: see `opaque`.
+    zero: u32,
     eps: f32,
     // Weight of the new batch in the running statistics (both momentum conventions).
     momentum: f32,
@@ -192,60 +193,101 @@ fn through_epilogue(dy: f32, y: f32) -> f32 {
     return dy;
 }
 
-// Running (count, mean, biased variance) of Welford's algorithm. The variance M2 / n is
-// kept rather than M2, the sum of squared deviations: M2 overflows f32 for data whose
-// variance is finite (std 1e18 over a thousand values), the variance only when it is not
-// finite itself. Every update and merge is written so that no intermediate exceeds the
-// result (the differences are scaled by a weight before they are squared).
+// s + e = a + b exactly (Knuth's TwoSum): the rounded sum s and its rounding error e.
+// Six additions, no branch, no product, so that no contraction into a fused multiply-add
+// can change it. (The CPU reference needs no twin: it computes in f64.)
+// The sums pass through `opaque`: compilers that apply inexact algebraic rules (Mesa's
+// NIR does, for SPIR-V without NoContraction, which naga does not emit) would otherwise
+// fold (a + b) - a into b and the error into nonsense.
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = opaque(a + b);
+    let bb = opaque(s - a);
+    let aa = opaque(s - bb);
+    return vec2<f32>(s, (a - aa) + (b - bb));
+}
+
+// `v` unchanged, through an operation the compiler cannot see through: p.zero is 0 at run
+// time but unknown when the pipeline is compiled.
+fn opaque(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) | p.zero);
+}
+
+// Running (count, mean, biased variance) of Welford's algorithm, the mean in two floats:
+// mean + c, c the part below mean's last bit. One f32 mean gains a rounding at its own
+// size on every update and merge; on data whose mean is small against its spread these
+// add up to 1e-5 of the mean, where the two floats keep it to the final rounding (the
+// hardening issue, item 6). The variance M2 / n is kept rather
+// than M2, the sum of squared deviations: M2 overflows f32 for data whose variance is
+// finite (std 1e18 over a thousand values), the variance only when it is not finite
+// itself. Every update and merge is written so that no intermediate exceeds the result
+// (the differences are scaled by a weight before they are squared).
 struct Welford {
     n: f32,
     mean: f32,
     v: f32,
+    c: f32,
+    // The variance's part below v's last bit, within one invocation: the shared-memory
+    // format (`welford_pack`) rounds it into v, so that a tree's merges round v once each.
+    vc: f32,
 }
 
 fn welford_empty() -> Welford {
-    return Welford(0.0, 0.0, 0.0);
+    return Welford(0.0, 0.0, 0.0, 0.0, 0.0);
 }
 
-// Adds one value: M2' = M2 + d * (x - mean'), divided by n'.
+// Adds one value: mean' = mean + (x - mean) / n' in two floats, M2' = M2 + (x - mean)
+// (x - mean'), divided by n'. The difference x - mean is taken exactly (two_sum) and its
+// small part divided apart from the large: rounding it at x's size would lose, for every
+// value alike, the bits of the mean below x's last bit, an error that does not average
+// out (the mean is nearly constant) and that alone is 1e-6 of a small mean.
 fn welford_push(w: Welford, x: f32) -> Welford {
     let n = w.n + 1.0;
-    let d = x - w.mean;
-    let mean = w.mean + d / n;
-    return Welford(n, mean, w.v + ((d / n) * (x - mean) - w.v / n));
+    let d = two_sum(x, -w.mean);
+    let t = d.x / n;
+    let tl = (d.y - w.c) / n;
+    let m = two_sum(w.mean, t);
+    let c = w.c + (m.y + tl);
+    let v = two_sum(w.v, t * ((x - m.x) - c) - (w.v + w.vc) / n);
+    return Welford(n, m.x, v.x, c, w.vc + v.y);
 }
 
-// Statistics merged from partial records (count, mean of x - shift, variance, shift), the
-// format of the partial passes' output and of the public per-channel statistics. The mean
-// is kept relative to the first non-empty record's shift; each record is moved to it
-// (exactly, when the shifts are equal, as within one piece).
-struct Merged {
-    w: Welford,
-    shift: f32,
-    shifted: bool,
+// The Welford state as the vec4 of the reductions' shared memory, and back.
+fn welford_pack(w: Welford) -> vec4<f32> {
+    return vec4<f32>(w.n, w.mean, w.v + w.vc, w.c);
 }
 
-fn merged_empty() -> Merged {
-    return Merged(welford_empty(), 0.0, false);
+fn welford_unpack(q: vec4<f32>) -> Welford {
+    return Welford(q.x, q.y, q.z, q.w, 0.0);
 }
 
-fn merged_push(m: Merged, q: vec4<f32>) -> Merged {
+// A statistics record (count, mean of x - shift, variance, shift), the format of the
+// partial passes' output and of the public per-channel statistics, as a Welford state
+// whose two-float mean is the record's mean exactly. CPU twin: `ChannelStats::from_gpu`.
+fn record_welford(q: vec4<f32>) -> Welford {
+    let m = two_sum(q.w, q.y);
+    return Welford(q.x, m.x, q.z, m.y, 0.0);
+}
+
+// The record of `w`: its mean in two floats as the shift (the mean rounded to f32) and
+// the mean of x - shift (what remains).
+fn welford_record(w: Welford) -> vec4<f32> {
+    let m = two_sum(w.mean, w.c);
+    return vec4<f32>(w.n, m.y, w.v + w.vc, m.x);
+}
+
+// Statistics merged from records, in order (Chan); empty records (count 0, or a NaN
+// count) are skipped.
+fn merged_push(m: Welford, q: vec4<f32>) -> Welford {
     if (!(q.x > 0.0)) {
         return m;
     }
-    var r = m;
-    if (!r.shifted) {
-        r.shift = q.w;
-        r.shifted = true;
-    }
-    r.w = welford_merge(r.w, Welford(q.x, (q.w - r.shift) + q.y, q.z));
-    return r;
+    return welford_merge(m, record_welford(q));
 }
 
-// One channel's forward results from its merged statistics `w` (of x - shift), gamma `g`
-// and beta `b`: the saved mean and invstd, the coefficients chan[c] = (shift, scale, bias,
-// 0) of y = (x - shift) * scale + bias, and chan[C + c] = (mean, biased variance, count,
-// 0) for `running_update.wgsl`. Shared by `stats_finalize.wgsl` and `forward_fused.wgsl`,
+// One channel's forward results from its merged statistics `w` (of x, the mean in two
+// floats), gamma `g` and beta `b`: the saved mean and invstd, the coefficients
+// chan[c] = (shift, scale, bias, 0) of y = (x - shift) * scale + bias, shift the f32 mean,
+// and chan[C + c] = (mean, biased variance, count, 0) for `running_update.wgsl`. Shared by `stats_finalize.wgsl` and `forward_fused.wgsl`,
 // so that both compute the same bits.
 struct ForwardChannel {
     mean: f32,
@@ -254,18 +296,20 @@ struct ForwardChannel {
     stats: vec4<f32>,
 }
 
-fn forward_channel(w: Welford, shift: f32, g: f32, b: f32) -> ForwardChannel {
+fn forward_channel(w: Welford, g: f32, b: f32) -> ForwardChannel {
     // The variance is a weighted sum of non-negative terms; the clamp only guards rounding
     // and keeps NaN.
-    let var_b = max0(w.v);
+    let var_b = max0(w.v + w.vc);
     let invstd = 1.0 / sqrt(var_b + p.eps);
-    let mean = shift + w.mean;
+    // The mean in two floats: hi, the f32 mean, is the shift of y's coefficients, and lo
+    // goes into the bias.
+    let m = two_sum(w.mean, w.c);
     let scale = g * invstd;
     return ForwardChannel(
-        mean,
+        m.x,
         invstd,
-        vec4<f32>(shift, scale, b - w.mean * scale, 0.0),
-        vec4<f32>(mean, var_b, w.n, 0.0),
+        vec4<f32>(m.x, scale, b - m.y * scale, 0.0),
+        vec4<f32>(m.x, var_b, w.n, 0.0),
     );
 }
 
@@ -339,7 +383,10 @@ fn broadcast_first(lid: u32, v: vec4<f32>) -> vec4<f32> {
     return r;
 }
 
-// Chan's merge of two partial results; `a` is taken as the earlier part.
+// Chan's merge of two partial results; `a` is taken as the earlier part. The means are
+// merged in two floats: the difference of the high parts exactly, its small part and
+// the low parts' difference weighted apart from it, and d * f added to a's mean with
+// its rounding error kept.
 fn welford_merge(a: Welford, b: Welford) -> Welford {
     if (b.n == 0.0) {
         return a;
@@ -348,10 +395,36 @@ fn welford_merge(a: Welford, b: Welford) -> Welford {
         return b;
     }
     // M2 = M2a + M2b + d^2 na nb / n, divided by n: with weights fa = na / n, fb = nb / n,
-    // v = fa va + fb vb + (fb d)(fa d).
+    // v = fa va + fb vb + (fb d)(fa d) = va + ((vb - va) fb + (fb d)(fa d)), the increment
+    // form, which rounds once at the size of v (the other roundings are of the increment).
     let n = a.n + b.n;
-    let d = b.mean - a.mean;
+    let dd = two_sum(b.mean, -a.mean);
+    let dl = dd.y + (b.c - a.c);
+    let d = dd.x + dl;
     let f = b.n / n;
     let fa = a.n / n;
-    return Welford(n, a.mean + d * f, a.v * fa + b.v * f + (d * f) * (d * fa));
+    let m = two_sum(a.mean, dd.x * f);
+    let c = a.c + (m.y + dl * f);
+    let dv = (b.v - a.v) + (b.vc - a.vc);
+    let v = two_sum(a.v, dv * f + (d * f) * (d * fa));
+    return Welford(n, m.x, v.x, c, a.vc + v.y);
+}
+
+// Two sums in two floats each, (hi1, hi2, lo1, lo2): the backward's (sum dy,
+// sum dy * (x - mean)). Adding a pair keeps each rounding error in lo.
+fn sums_add(s: vec4<f32>, v: vec2<f32>) -> vec4<f32> {
+    let a = two_sum(s.x, v.x);
+    let b = two_sum(s.y, v.y);
+    return vec4<f32>(a.x, b.x, s.z + a.y, s.w + b.y);
+}
+
+// The sum of two such pairs of two-float sums.
+fn sums_merge(s: vec4<f32>, t: vec4<f32>) -> vec4<f32> {
+    let r = sums_add(s, t.xy);
+    return vec4<f32>(r.xy, r.zw + t.zw);
+}
+
+// The two sums, each rounded once to f32.
+fn sums_value(s: vec4<f32>) -> vec2<f32> {
+    return s.xy + s.zw;
 }

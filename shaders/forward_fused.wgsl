@@ -26,11 +26,10 @@ fn main(
 ) {
     for (var c = linear_workgroup(wid, nwg); c < p.channels; c = c + nwg.x * nwg.y) {
         // Statistics, as stats_partial.wgsl with one chunk (the piece is the whole tensor).
-        let shift = f32(x[elem_index(c, 0u)]);
         var w = welford_empty();
         var walk = walk_from(lid, WG);
         for (var k = lid; k < p.count; k = k + WG) {
-            w = welford_push(w, f32(x[walk_index(walk, c)]) - shift);
+            w = welford_push(w, f32(x[walk_index(walk, c)]));
             walk = walk_next(walk);
         }
         let r = reduce_welford(lid, w);
@@ -44,7 +43,7 @@ fn main(
                 g = gamma[c];
                 b = beta[c];
             }
-            let f = forward_channel(r, shift, g, b);
+            let f = forward_channel(record_welford(welford_record(r)), g, b);
             save_mean[c] = f.mean;
             save_invstd[c] = f.invstd;
             chan[c] = f.coeffs;

@@ -1,7 +1,7 @@
 // Training forward with one invocation per channel, for channel-first tensors bound in one
 // piece with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/plan.rs`): each
-// invocation runs Welford's algorithm over its channel's values (shifted by the first, as
-// the partial passes), computes the channel's statistics and coefficients as
+// invocation runs Welford's algorithm over its channel's values (as the partial passes),
+// computes the channel's statistics and coefficients as
 // `stats_finalize.wgsl` does (`forward_channel`), and writes y as `normalize.wgsl` does,
 // re-reading its few values. No workgroup reduction: a workgroup serves 256 channels, where
 // `forward_fused.wgsl` would spend a whole workgroup on a channel of a few values.
@@ -26,11 +26,10 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
-        let shift = f32(x[elem_index(c, 0u)]);
         var w = welford_empty();
         var walk = walk_from(0u, 1u);
         for (var k = 0u; k < p.count; k = k + 1u) {
-            w = welford_push(w, f32(x[walk_index(walk, c)]) - shift);
+            w = welford_push(w, f32(x[walk_index(walk, c)]));
             walk = walk_next(walk);
         }
         var g = 1.0;
@@ -39,7 +38,7 @@ fn main(
             g = gamma[c];
             b = beta[c];
         }
-        let f = forward_channel(w, shift, g, b);
+        let f = forward_channel(record_welford(welford_record(w)), g, b);
         save_mean[c] = f.mean;
         save_invstd[c] = f.invstd;
         chan[c] = f.coeffs;

@@ -5,32 +5,31 @@
 var<workgroup> red: array<vec4<f32>, WG>;
 
 fn reduce_welford(lid: u32, w: Welford) -> Welford {
-    red[lid] = vec4<f32>(w.n, w.mean, w.v, 0.0);
+    red[lid] = welford_pack(w);
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) {
-            let a = red[lid];
-            let b = red[lid + s];
-            let m = welford_merge(Welford(a.x, a.y, a.z), Welford(b.x, b.y, b.z));
-            red[lid] = vec4<f32>(m.n, m.mean, m.v, 0.0);
+            let m = welford_merge(welford_unpack(red[lid]), welford_unpack(red[lid + s]));
+            red[lid] = welford_pack(m);
         }
         workgroupBarrier();
     }
     let r = red[0];
     workgroupBarrier();
-    return Welford(r.x, r.y, r.z);
+    return welford_unpack(r);
 }
 
-fn reduce_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    red[lid] = vec4<f32>(v, 0.0, 0.0);
+// Two-float sums (`sums_add` in common.wgsl) of the workgroup.
+fn reduce_sums(lid: u32, v: vec4<f32>) -> vec4<f32> {
+    red[lid] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
+            red[lid] = sums_merge(red[lid], red[lid + s]);
         }
         workgroupBarrier();
     }
-    let r = red[0].xy;
+    let r = red[0];
     workgroupBarrier();
     return r;
 }

@@ -1,5 +1,5 @@
 // Training forward, pass 2: one invocation per channel merges that channel's partials (all
-// pieces, all chunks) in fixed order (Chan), each moved to the first partial's shift,
+// pieces, all chunks) in fixed order (Chan), the means in two floats,
 // writes the saved mean and inverse standard deviation, and the
 // per-channel coefficients that `normalize.wgsl` applies:
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
@@ -22,7 +22,7 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
-        var m = merged_empty();
+        var m = welford_empty();
         for (var j = 0u; j < p.slots; j = j + 1u) {
             m = merged_push(m, partials[c * p.slots + j]);
         }
@@ -32,7 +32,7 @@ fn main(
             g = gamma[c];
             b = beta[c];
         }
-        let f = forward_channel(m.w, m.shift, g, b);
+        let f = forward_channel(m, g, b);
         save_mean[c] = f.mean;
         save_invstd[c] = f.invstd;
         chan[c] = f.coeffs;

@@ -16,13 +16,13 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
-        var m = merged_empty();
+        var m = welford_empty();
         for (var j = 0u; j < p.slots; j = j + 1u) {
             m = merged_push(m, a[c * p.slots + j]);
         }
         if ((p.flags & FLAG_MERGE_B) != 0u) {
             m = merged_push(m, b[c]);
         }
-        out[c] = vec4<f32>(m.w.n, m.w.mean, m.w.v, m.shift);
+        out[c] = welford_record(m);
     }
 }

@@ -1,9 +1,7 @@
 // Training forward, pass 1: Welford partials of one run (chunk) of one channel's elements
-// within the bound piece, one per workgroup. Values are shifted by the channel's first
-// element in the piece so that data whose mean is far from zero keeps its precision
-// (x - shift is exact while x and shift are within a factor of two).
-// Output: partials[c * slots + slot_base + chunk] = (count, mean of x - shift, biased
-// variance, shift);
+// within the bound piece, one per workgroup, the mean in two floats (`welford_push`).
+// Output: partials[c * slots + slot_base + chunk] = (count, mean - shift, biased
+// variance, shift) with shift the mean rounded to f32 (`welford_record`);
 // count 0 for a chunk past the channel's elements in this piece.
 // CPU twin: `reference::batch_stats`.
 
@@ -23,21 +21,17 @@ fn main(
         let chunk = g - c * p.chunks;
         let k_lo = first_k_at(c, p.base);
         let k_hi = first_k_at(c, p.base + p.len);
-        var shift = 0.0;
-        if (k_lo < k_hi) {
-            shift = f32(x[elem_index(c, k_lo) - p.base]);
-        }
         let start = k_lo + chunk * p.chunk_len;
         let end = min(start + p.chunk_len, k_hi);
         var w = welford_empty();
         var walk = walk_from(start + lid, WG);
         for (var k = start + lid; k < end; k = k + WG) {
-            w = welford_push(w, f32(x[walk_index(walk, c) - p.base]) - shift);
+            w = welford_push(w, f32(x[walk_index(walk, c) - p.base]));
             walk = walk_next(walk);
         }
         let r = reduce_welford(lid, w);
         if (lid == 0u) {
-            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r.n, r.mean, r.v, shift);
+            partials[c * p.slots + p.slot_base + chunk] = welford_record(r);
         }
     }
 }

@@ -4,10 +4,9 @@
 // `p.lanes` channels (8 to 64; see `row_lanes` in src/batchnorm/plan.rs) and one run (chunk)
 // of their elements: invocation (row, lane) reads channel block + lane at rows
 // start + row, start + row + rows, ..., so the invocations of a row read consecutive
-// addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford on values shifted by the channel's first
-// element in the piece, then a shared-memory tree over the rows of each lane, in fixed
+// addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford (the mean in two floats), then a shared-memory tree over the rows of each lane, in fixed
 // order. Output as `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] =
-// (count, mean of x - shift, biased variance, shift), for the same chunks of each
+// (count, mean - shift, biased variance, shift), for the same chunks of each
 // channel's elements.
 // CPU twin: `reference::batch_stats`.
 
@@ -30,34 +29,27 @@ fn main(
         let row = t.row;
         let rows = t.rows;
         var w = welford_empty();
-        var shift = 0.0;
         if (c < p.channels) {
             let k_lo = first_k_at(c, p.base);
             let k_hi = first_k_at(c, p.base + p.len);
-            if (k_lo < k_hi) {
-                shift = f32(x[k_lo * p.channels + c - p.base]);
-            }
             let start = k_lo + chunk * p.chunk_len;
             let end = min(start + p.chunk_len, k_hi);
             for (var k = start + row; k < end; k = k + rows) {
-                w = welford_push(w, f32(x[k * p.channels + c - p.base]) - shift);
+                w = welford_push(w, f32(x[k * p.channels + c - p.base]));
             }
         }
-        tile[lid] = vec4<f32>(w.n, w.mean, w.v, 0.0);
+        tile[lid] = welford_pack(w);
         workgroupBarrier();
         // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
         for (var s = WG / p.lanes / 2u; s > 0u; s = s >> 1u) {
             if (row < s) {
-                let a = tile[lid];
-                let b = tile[lid + s * p.lanes];
-                let m = welford_merge(Welford(a.x, a.y, a.z), Welford(b.x, b.y, b.z));
-                tile[lid] = vec4<f32>(m.n, m.mean, m.v, 0.0);
+                let m = welford_merge(welford_unpack(tile[lid]), welford_unpack(tile[lid + s * p.lanes]));
+                tile[lid] = welford_pack(m);
             }
             workgroupBarrier();
         }
         if (row == 0u && c < p.channels) {
-            let r = tile[lid];
-            partials[c * p.slots + p.slot_base + chunk] = vec4<f32>(r.x, r.y, r.z, shift);
+            partials[c * p.slots + p.slot_base + chunk] = welford_record(welford_unpack(tile[lid]));
         }
         workgroupBarrier();
     }

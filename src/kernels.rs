@@ -48,7 +48,8 @@ pub(crate) struct Params {
     pub slot_base: u32,
     pub slots: u32,
     pub lanes: u32,
-    pub _pad1: u32,
+    /// Always 0: an operand the shader compiler cannot fold (`opaque` in common.wgsl).
+    pub zero: u32,
     pub eps: f32,
     pub momentum: f32,
     pub flags: u32,

@@ -12,8 +12,8 @@ use crate::shape::TensorShape;
 ///
 /// On the GPU the same statistics are C records of 4 f32: `(count, mean - shift, variance,
 /// shift)`, with the biased variance `M2 / count` (which, unlike M2, cannot overflow f32
-/// while the variance is finite) and `shift` a value of the channel, so that data whose
-/// mean is far from zero keeps its precision; [`ChannelStats::from_gpu`] and
+/// while the variance is finite) and `shift` the mean rounded to f32, so that
+/// `shift + (mean - shift)` carries the mean in two floats; [`ChannelStats::from_gpu`] and
 /// [`ChannelStats::to_gpu`] convert.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelStats {
