@@ -93,6 +93,7 @@ pub(crate) const BACKWARD_PARTIAL_ROWS: KernelSpec =
     kernel!("backward_partial_rows", &[4, 4, 16, 16, 4]);
 pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
 pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16]);
+pub(crate) const BACKWARD_MERGE: KernelSpec = kernel!("backward_merge", &[16, 16, 16]);
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
 pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", &[4, 4, 4, 16, 4, 4, 4, 4]);
 pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", &[4, 4, 16, 4, 4, 4, 4, 4]);
@@ -105,7 +106,7 @@ pub(crate) const FUSED_STORAGE: u32 = 8;
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 16] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 17] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
@@ -118,6 +119,7 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 16] = [
     BACKWARD_FINALIZE,
     BACKWARD_DX,
     STATS_MERGE,
+    BACKWARD_MERGE,
     FORWARD_FUSED,
     BACKWARD_FUSED,
     FORWARD_THIN,
@@ -215,6 +217,7 @@ pub(crate) struct Pipelines {
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
     pub stats_merge: Kernel,
+    pub backward_merge: Kernel,
     /// The one-pass training forward, where the device binds enough storage buffers.
     pub forward_fused: Option<Kernel>,
     /// The one-pass backward, likewise.
@@ -243,6 +246,7 @@ impl Pipelines {
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             stats_merge: k(&STATS_MERGE),
+            backward_merge: k(&BACKWARD_MERGE),
             forward_fused: fused.then(|| k(&FORWARD_FUSED)),
             backward_fused: fused.then(|| k(&BACKWARD_FUSED)),
             forward_thin: fused.then(|| k(&FORWARD_THIN)),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::*;
 use rand::rngs::StdRng;
 use wgpu_batchnorm::{
-    BatchNorm, BatchNormConfig, BatchNormError, HeadlessGpu, HostRunningStats, Layout, Mode,
-    TensorShape, reference,
+    BatchNorm, BatchNormConfig, BatchNormError, ChannelStats, HeadlessGpu, HostRunningStats,
+    Layout, Mode, TensorShape, reference,
 };
 
 /// Forward and backward of one case on `queue`, compared with the reference.
@@ -56,6 +56,89 @@ fn tensors_beyond_the_binding_limit_are_processed_in_pieces() {
                 }
             }
         }
+    }
+}
+
+/// Shapes whose partials, over all their pieces, do not fit one 4 KiB binding (100 and 128
+/// channels: at most 2 records per channel), so that each piece's partials are
+/// folded into running records before the next piece (`Plan::fold`): the hardening
+/// issue's 128-channel tensor in 3 pieces among them.
+const FOLDED_SHAPES: [(&[usize], Layout); 4] = [
+    (&[24, 128], Layout::ChannelsFirst),
+    (&[4, 128, 3, 3], Layout::ChannelsFirst),
+    (&[2, 5, 5, 128], Layout::ChannelsLast),
+    (&[3, 100, 4, 4], Layout::ChannelsFirst),
+];
+
+#[test]
+fn partials_beyond_one_binding_are_folded_piece_by_piece() {
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let mut rng = rng();
+    for (dims, layout) in FOLDED_SHAPES {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let pieces = (shape.numel() * 4).div_ceil(4096);
+        assert!(
+            pieces * shape.channels() * 16 > 4096,
+            "{dims:?}: the partials of its {pieces} pieces fit one binding"
+        );
+        for affine in [true, false] {
+            let config = BatchNormConfig::new(shape.channels()).affine(affine);
+            let bn = BatchNorm::new(&device, config).unwrap();
+            for mode in [Mode::Train, Mode::Eval] {
+                check_case(&bn, &queue, mode, &shape, &mut rng);
+            }
+            // The statistics-only pass folds the same way.
+            let x = normal(&mut rng, shape.numel(), 0.5, 2.0);
+            let xb = upload_f32(&device, &x);
+            let out = upload_f32(&device, &vec![f32::NAN; 4 * shape.channels()]);
+            let mut encoder = device.create_command_encoder(&Default::default());
+            bn.statistics(&mut encoder, &shape, xb.slice(..), out.slice(..))
+                .unwrap();
+            queue.submit([encoder.finish()]);
+            let got = ChannelStats::from_gpu(&read_f32(&device, &queue, &out)).unwrap();
+            let want = ChannelStats::of(&shape, &x);
+            let case = format!("{dims:?} statistics");
+            let mean: Vec<f32> = got.mean.iter().map(|&m| m as f32).collect();
+            assert_close(&case, "mean", &mean, &want.mean, TOL);
+            let var: Vec<f32> = got.variance().iter().map(|&v| v as f32).collect();
+            assert_close(&case, "variance", &var, &want.variance(), TOL);
+            assert_eq!(got.count, want.count, "{case}: counts");
+        }
+    }
+}
+
+#[test]
+fn per_channel_scratch_beyond_one_binding_is_a_typed_error() {
+    // 32 bytes of per-channel scratch per channel: 129 channels need 4,128 > 4,096.
+    let (device, queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let shape = TensorShape::channels_first(&[2, 129]).unwrap();
+    let bn = BatchNorm::new(&device, BatchNormConfig::new(129)).unwrap();
+    let x = vec![0.0; shape.numel()];
+    let mut running = HostRunningStats::new(129);
+    let err = bn
+        .forward_host(
+            &queue,
+            Mode::Train,
+            &shape,
+            &x,
+            Some((&[1.0; 129], &[0.0; 129])),
+            Some(&mut running),
+        )
+        .unwrap_err();
+    match err {
+        BatchNormError::ExceedsLimit {
+            name: "scratch per-channel",
+            bytes: 4128,
+            limit_name: "max_storage_buffer_binding_size",
+            limit: 4096,
+        } => {}
+        other => panic!("expected ExceedsLimit for the per-channel scratch, got {other:?}"),
     }
 }
 

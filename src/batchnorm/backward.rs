@@ -79,7 +79,7 @@ impl BatchNorm {
         flags |= epilogue_flags(cfg.epilogue);
         let plan = self.plan(shape, batch || cfg.affine)?;
         let global = self.params_buffer(shape, &plan, None, flags)?;
-        let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
+        let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.dummy.slice(..);
         let gamma = gamma.unwrap_or(dummy);
@@ -115,7 +115,13 @@ impl BatchNorm {
             );
             return Ok(steps);
         }
-        for piece in plan.pieces.iter().filter(|pc| pc.chunks > 0) {
+        let mut sums = partials;
+        for (i, piece) in plan
+            .pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, pc)| pc.chunks > 0)
+        {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
             let (x, dy) = (piece.of(bufs.x), piece.of(bufs.dy));
@@ -132,13 +138,36 @@ impl BatchNorm {
                 &[x, dy, chan, partials, y],
                 groups,
             );
+            // A folded plan: this piece's sums into the running records right away.
+            if plan.fold {
+                let (merge_b, prev) = match i {
+                    0 => (0, dummy),
+                    _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
+                };
+                let params = self.params_buffer(shape, &plan, None, merge_b)?;
+                sums = scratch.folded(i);
+                let bindings = [partials, prev, sums];
+                self.dispatch(
+                    &mut steps,
+                    &p.backward_merge,
+                    &params,
+                    &bindings,
+                    per_channel,
+                );
+            }
         }
         if !plan.pieces.is_empty() || cfg.affine {
+            // The running records of a folded plan are one partial per channel.
+            let finalize = if plan.fold {
+                self.params_buffer(shape, &Plan::one_record(), None, flags)?
+            } else {
+                global.clone()
+            };
             self.dispatch(
                 &mut steps,
                 &p.backward_finalize,
-                &global,
-                &[partials, chan, dgamma, dbeta],
+                &finalize,
+                &[sums, chan, dgamma, dbeta],
                 per_channel,
             );
         }

@@ -3,17 +3,22 @@
 use super::*;
 
 impl BatchNorm {
-    /// The statistics partial pass over every piece of `x`, into `partials`.
-    pub(super) fn record_stats_partials<'k>(
+    /// The statistics partial pass over every piece of `x`, into the scratch partials; for
+    /// a folded plan, each piece's partials merged right after into the running records
+    /// (`stats_merge.wgsl`). Returns the records to merge next: the partials (`plan.slots`
+    /// per channel), or the last running records (one per channel) of a folded plan.
+    pub(super) fn record_stats_partials<'k, 's>(
         &'k self,
         steps: &mut Vec<Step<'k>>,
         shape: &TensorShape,
         plan: &Plan,
         flags: u32,
         x: wgpu::BufferSlice<'_>,
-        partials: wgpu::BufferSlice<'_>,
-    ) -> Result<()> {
-        for piece in &plan.pieces {
+        scratch: &'s ScratchBuffers,
+    ) -> Result<wgpu::BufferSlice<'s>> {
+        let partials = scratch.partials();
+        let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+        for (i, piece) in plan.pieces.iter().enumerate() {
             let params = self.params_buffer(shape, plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
             let kernel = if plan.lanes > 0 {
@@ -22,8 +27,21 @@ impl BatchNorm {
                 &self.pipelines.stats_partial
             };
             self.dispatch(steps, kernel, &params, &[piece.of(x), partials], groups);
+            if plan.fold {
+                let (merge_b, prev) = match i {
+                    0 => (0, self.dummy.slice(..)),
+                    _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
+                };
+                let params = self.params_buffer(shape, plan, None, merge_b)?;
+                let out = scratch.folded(i);
+                let merge = &self.pipelines.stats_merge;
+                self.dispatch(steps, merge, &params, &[partials, prev, out], per_channel);
+            }
         }
-        Ok(())
+        Ok(match plan.pieces.len() {
+            n if plan.fold => scratch.folded(n - 1),
+            _ => partials,
+        })
     }
 
     /// The dispatches of a forward (or of `forward_with_statistics` with `given`), every
@@ -121,11 +139,15 @@ impl BatchNorm {
         flags |= epilogue_flags(cfg.epilogue);
         let plan = self.plan(shape, batch && given.is_none())?;
         let one_record = Plan::one_record();
-        // Given statistics are read as one partial record per channel.
-        let global_plan = given.map_or(&plan, |_| &one_record);
+        // Given statistics, and the running records of a folded plan, are read as one
+        // partial record per channel.
+        let global_plan = match given {
+            None if !plan.fold => &plan,
+            _ => &one_record,
+        };
         let global = self.params_buffer(shape, global_plan, None, flags)?;
-        let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
-        let (partials, chan) = (scratch.partials(), scratch.chan());
+        let scratch = self.scratch(shape.channels(), &plan)?;
+        let chan = scratch.chan();
         let dummy = self.dummy.slice(..);
         let (gamma, beta) = affine.map_or((dummy, dummy), |a| (a.gamma, a.beta));
         let p = &self.pipelines;
@@ -160,12 +182,8 @@ impl BatchNorm {
             (None, Some(s), _) if given.is_some() || !empty => {
                 let stats = match given {
                     Some(g) => g,
-                    None => {
-                        self.record_stats_partials(
-                            &mut steps, shape, &plan, flags, bufs.x, partials,
-                        )?;
-                        partials
-                    }
+                    None => self
+                        .record_stats_partials(&mut steps, shape, &plan, flags, bufs.x, &scratch)?,
                 };
                 self.dispatch(
                     &mut steps,

@@ -129,6 +129,8 @@ pub struct BackwardBuffers<'a> {
 struct Scratch {
     partials: Option<wgpu::Buffer>,
     chan: Option<wgpu::Buffer>,
+    /// The two running records per channel of a folded plan (`Plan::fold`).
+    folded: Option<wgpu::Buffer>,
 }
 
 /// A batch-norm layer's GPU side: pipelines built once for one device and configuration,
@@ -138,6 +140,11 @@ struct Scratch {
 /// Calls recorded into one or several encoders may share the scratch memory: each call's
 /// dispatches run in queue order, so this is safe as long as all work goes through the one
 /// queue of the device, as wgpu requires.
+///
+/// Tensors of any size the shape allows are processed in pieces of one binding each. The
+/// scratch memory needs 32 bytes per channel within one binding
+/// (`max_storage_buffer_binding_size`: at most 4,194,304 channels at 128 MiB); a call with
+/// more channels returns [`BatchNormError::ExceedsLimit`] naming "scratch per-channel".
 pub struct BatchNorm {
     config: BatchNormConfig,
     device: wgpu::Device,
@@ -323,12 +330,13 @@ impl BatchNorm {
                 ],
             )?;
             let plan = self.plan(shape, true)?;
-            let global = self.params_buffer(shape, &plan, None, 0)?;
-            let scratch = self.scratch(shape.channels(), plan.slots as usize)?;
-            let partials = scratch.partials();
+            let one_record = Plan::one_record();
+            let merged_plan = if plan.fold { &one_record } else { &plan };
+            let global = self.params_buffer(shape, merged_plan, None, 0)?;
+            let scratch = self.scratch(shape.channels(), &plan)?;
             let p = &self.pipelines;
             let mut steps = Vec::new();
-            self.record_stats_partials(&mut steps, shape, &plan, 0, x, partials)?;
+            let partials = self.record_stats_partials(&mut steps, shape, &plan, 0, x, &scratch)?;
             let dummy = self.dummy.slice(..);
             let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
             self.dispatch(

@@ -88,12 +88,33 @@ impl Piece {
     }
 }
 
+/// `plan_chunks`, with at most `cap` chunks (at least 1).
+pub(crate) fn plan_chunks_within(
+    count: usize,
+    units: usize,
+    threads: usize,
+    cap: usize,
+) -> (u32, u32) {
+    let (chunks, chunk_len) = plan_chunks(count, units, threads);
+    if chunks as usize <= cap.max(1) {
+        return (chunks, chunk_len);
+    }
+    let chunk_len = count.div_ceil(cap.max(1)).div_ceil(threads) * threads;
+    (count.div_ceil(chunk_len) as u32, chunk_len as u32)
+}
+
 /// The pieces of one call, and the partial slots per channel over all of them.
 pub(super) struct Plan {
     pub(super) pieces: Vec<Piece>,
     pub(super) slots: u32,
     /// Channels per workgroup of the row partial passes; 0: the per-channel passes.
     pub(super) lanes: u32,
+    /// Whether the pieces share the partial slots, each piece's partials folded into one
+    /// record per channel right after its partial pass (`stats_merge.wgsl`,
+    /// `backward_merge.wgsl`): where every piece's partials together would not fit one
+    /// binding (C x slots records of 16 bytes). Every piece then has `slots` chunks, those
+    /// past a channel's elements empty.
+    pub(super) fold: bool,
 }
 
 impl Plan {
@@ -104,6 +125,7 @@ impl Plan {
             pieces: Vec::new(),
             slots: 1,
             lanes: 0,
+            fold: false,
         }
     }
 
@@ -145,6 +167,11 @@ impl BatchNorm {
         } else {
             (shape.channels(), WORKGROUP_SIZE as usize)
         };
+        // Partial records per channel that one binding holds.
+        let budget = (self.limits.max_storage_buffer_binding_size / 16)
+            .min(self.limits.max_buffer_size / 16)
+            / (shape.channels().max(1) as u64);
+        let cap = usize::try_from(budget).unwrap_or(usize::MAX);
         let mut pieces = Vec::new();
         let mut slots = 0u32;
         let mut base = 0u64;
@@ -163,7 +190,7 @@ impl BatchNorm {
                         .max()
                         .unwrap_or(0)
                 };
-                plan_chunks(longest.max(1), units, threads)
+                plan_chunks_within(longest.max(1), units, threads, cap)
             } else {
                 (0, 0)
             };
@@ -178,10 +205,20 @@ impl BatchNorm {
             slots += chunks;
             base += len;
         }
+        let fold = u64::from(slots) > budget;
+        if fold {
+            // One set of slots for all pieces, each piece's chunks padded to it.
+            slots = pieces.iter().map(|p| p.chunks).max().unwrap_or(0);
+            for piece in &mut pieces {
+                piece.chunks = slots;
+                piece.slot_base = 0;
+            }
+        }
         Ok(Plan {
             pieces,
             slots,
             lanes,
+            fold,
         })
     }
 }
@@ -248,6 +285,7 @@ mod tests {
             pieces,
             slots: 1,
             lanes,
+            fold: false,
         };
         let cf = |dims: &[usize]| TensorShape::channels_first(dims).unwrap();
         let one = plan(vec![piece(1)], 0);

@@ -54,14 +54,22 @@ impl BatchNorm {
         Ok(buffer)
     }
 
-    /// Scratch buffers for `channels * slots` partials and `2 * channels` per-channel
-    /// records, grown on demand.
-    pub(super) fn scratch(&self, channels: usize, slots: usize) -> Result<ScratchBuffers> {
-        let partial_bytes = (channels * slots.max(1) * 16) as u64;
+    /// Scratch buffers for the partials of `plan` (`channels * slots` records), `2 *
+    /// channels` per-channel records and, for a folded plan, two running records per
+    /// channel; grown on demand. The per-channel records are the one limit that pieces do
+    /// not lift: 32 bytes per channel within `max_storage_buffer_binding_size` (C at most
+    /// 4,194,304 at 128 MiB), else `ExceedsLimit` for "scratch per-channel".
+    pub(super) fn scratch(&self, channels: usize, plan: &Plan) -> Result<ScratchBuffers> {
+        let partial_bytes = (channels * (plan.slots as usize).max(1) * 16) as u64;
         let chan_bytes = (channels * 2 * 16) as u64;
+        // Each running record set bound on its own, at an aligned offset.
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(16);
+        let folded_half = ((channels * 16) as u64).div_ceil(align) * align;
+        let folded_bytes = if plan.fold { 2 * folded_half } else { 0 };
         for (name, bytes) in [
-            ("scratch partials", partial_bytes),
             ("scratch per-channel", chan_bytes),
+            ("scratch partials", partial_bytes),
+            ("scratch folded records", folded_bytes),
         ] {
             check_limit(
                 name,
@@ -87,6 +95,15 @@ impl BatchNorm {
                 "wgpu-batchnorm.per-channel",
             ),
             chan_bytes,
+            folded: plan.fold.then(|| {
+                let b = grow(
+                    &self.device,
+                    &mut s.folded,
+                    folded_bytes,
+                    "wgpu-batchnorm.folded",
+                );
+                (b, folded_half, (channels * 16) as u64)
+            }),
         })
     }
 
@@ -171,9 +188,19 @@ pub(super) struct ScratchBuffers {
     partial_bytes: u64,
     chan: wgpu::Buffer,
     chan_bytes: u64,
+    /// The running records of a folded plan: buffer, offset of the second set, bytes of one.
+    folded: Option<(wgpu::Buffer, u64, u64)>,
 }
 
 impl ScratchBuffers {
+    /// Running record set `i % 2` of a folded plan (pieces alternate between the two, each
+    /// merging the other's records with its own partials).
+    pub(super) fn folded(&self, i: usize) -> wgpu::BufferSlice<'_> {
+        let (b, half, bytes) = self.folded.as_ref().expect("a folded plan's scratch");
+        let start = (i % 2) as u64 * half;
+        b.slice(start..start + bytes)
+    }
+
     pub(super) fn partials(&self) -> wgpu::BufferSlice<'_> {
         self.partials.slice(..self.partial_bytes)
     }
