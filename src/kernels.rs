@@ -5,6 +5,7 @@
 //! when subgroup operations are used) + the kernel.
 
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Threads per workgroup. Twin: `WG` in `shaders/common.wgsl`.
 pub(crate) const WORKGROUP_SIZE: u32 = 256;
@@ -149,8 +150,20 @@ pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// Compute pipelines built so far by this process (see [`pipelines_built`]).
+static PIPELINES_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+/// Compute pipelines this process has built so far, on every device: a diagnostic for
+/// benchmarks and memory budgets. Layers of one device, element type and reduction share
+/// their kernels, so only the first of them adds to it (see
+/// [`BatchNorm::shares_kernels_with`](crate::BatchNorm::shares_kernels_with)).
+pub fn pipelines_built() -> usize {
+    PIPELINES_BUILT.load(Ordering::Relaxed)
+}
+
 impl Kernel {
     fn new(device: &wgpu::Device, spec: &KernelSpec, subgroups: bool, f16: bool) -> Self {
+        PIPELINES_BUILT.fetch_add(1, Ordering::Relaxed);
         let label = format!("wgpu-batchnorm.{}", spec.name);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),

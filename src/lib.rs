@@ -49,6 +49,7 @@ pub use config::{
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
+pub use kernels::pipelines_built;
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
 pub use stats::ChannelStats;
 

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, ForwardBuffers, Mode,
-    RunningStats, SavedStats, TensorShape, reference,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, DType, Epilogue,
+    ForwardBuffers, Mode, Reduction, RunningStats, SavedStats, TensorShape, reference,
 };
 
 /// A pool that hands out aligned ranges of one buffer.
@@ -334,4 +334,46 @@ fn two_layers_interleaved_in_one_encoder() {
         assert_close(&case, "running_mean", &f(&bufs.4), &running.mean, TOL);
         assert_close(&case, "running_var", &f(&bufs.5), &running.var, TOL);
     }
+}
+
+/// Layers of one device, element type and reduction share one kernel set (pipelines,
+/// scratch, parameter buffers), whatever else their configurations say; another device,
+/// element type or reduction gets its own.
+#[test]
+fn layers_share_kernels_per_device_dtype_and_reduction() {
+    let gpu = gpu();
+    let a = BatchNorm::new(&gpu.device, BatchNormConfig::new(64)).unwrap();
+    let b = BatchNorm::new(
+        &gpu.device,
+        BatchNormConfig::new(2048)
+            .affine(false)
+            .momentum(None)
+            .epilogue(Epilogue::AddRelu),
+    )
+    .unwrap();
+    assert!(
+        a.shares_kernels_with(&b),
+        "same device, f32, same reduction"
+    );
+    let w = BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(64), Reduction::Workgroup)
+        .unwrap();
+    assert_eq!(
+        a.shares_kernels_with(&w),
+        !a.uses_subgroups(),
+        "shared-memory reductions share only where the default has no subgroups"
+    );
+    if gpu.device.features().contains(wgpu::Features::SHADER_F16) {
+        let h = BatchNorm::new(&gpu.device, BatchNormConfig::new(64).dtype(DType::F16)).unwrap();
+        assert!(!a.shares_kernels_with(&h), "f16 has its own kernels");
+    }
+    let (device, _queue) = device_with(|_| {});
+    let other = BatchNorm::new(&device, BatchNormConfig::new(64)).unwrap();
+    assert!(
+        !a.shares_kernels_with(&other),
+        "another device has its own kernels"
+    );
+    // Dropping one layer leaves the set to the others.
+    drop(b);
+    let c = BatchNorm::new(&gpu.device, BatchNormConfig::new(8)).unwrap();
+    assert!(a.shares_kernels_with(&c));
 }

@@ -81,10 +81,10 @@ impl BatchNorm {
         let global = self.params_buffer(shape, &plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
-        let dummy = self.dummy.slice(..);
+        let dummy = self.set.dummy.slice(..);
         let gamma = gamma.unwrap_or(dummy);
         let (dgamma, dbeta) = grads.map_or((dummy, dummy), |g| (g.dgamma, g.dbeta));
-        let p = &self.pipelines;
+        let p = &self.set.pipelines;
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
 
         let mut steps = Vec::new();

@@ -22,19 +22,19 @@ impl BatchNorm {
             let params = self.params_buffer(shape, plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
             let kernel = if plan.lanes > 0 {
-                &self.pipelines.stats_partial_rows
+                &self.set.pipelines.stats_partial_rows
             } else {
-                &self.pipelines.stats_partial
+                &self.set.pipelines.stats_partial
             };
             self.dispatch(steps, kernel, &params, &[piece.of(x), partials], groups);
             if plan.fold {
                 let (merge_b, prev) = match i {
-                    0 => (0, self.dummy.slice(..)),
+                    0 => (0, self.set.dummy.slice(..)),
                     _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
                 };
                 let params = self.params_buffer(shape, plan, None, merge_b)?;
                 let out = scratch.folded(i);
-                let merge = &self.pipelines.stats_merge;
+                let merge = &self.set.pipelines.stats_merge;
                 self.dispatch(steps, merge, &params, &[partials, prev, out], per_channel);
             }
         }
@@ -148,9 +148,9 @@ impl BatchNorm {
         let global = self.params_buffer(shape, global_plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), &plan)?;
         let chan = scratch.chan();
-        let dummy = self.dummy.slice(..);
+        let dummy = self.set.dummy.slice(..);
         let (gamma, beta) = affine.map_or((dummy, dummy), |a| (a.gamma, a.beta));
-        let p = &self.pipelines;
+        let p = &self.set.pipelines;
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
         let empty = plan.pieces.is_empty();
 

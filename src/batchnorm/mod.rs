@@ -16,10 +16,12 @@ use crate::shape::TensorShape;
 mod backward;
 mod bindings;
 mod forward;
+mod kernel_set;
 mod plan;
 mod steps;
 
 use bindings::*;
+use kernel_set::*;
 use plan::*;
 use steps::*;
 
@@ -125,14 +127,6 @@ pub struct BackwardBuffers<'a> {
     pub running: Option<RunningStats<'a>>,
 }
 
-#[derive(Default)]
-struct Scratch {
-    partials: Option<wgpu::Buffer>,
-    chan: Option<wgpu::Buffer>,
-    /// The two running records per channel of a folded plan (`Plan::fold`).
-    folded: Option<wgpu::Buffer>,
-}
-
 /// A batch-norm layer's GPU side: pipelines built once for one device and configuration,
 /// and internal scratch memory. It holds no tensors; every call records into the caller's
 /// encoder on the caller's buffers, and never submits, polls or reads back.
@@ -150,10 +144,9 @@ pub struct BatchNorm {
     device: wgpu::Device,
     limits: wgpu::Limits,
     subgroups: bool,
-    pipelines: Pipelines,
-    dummy: wgpu::Buffer,
-    scratch: Mutex<Scratch>,
-    params: Mutex<HashMap<[u32; 16], wgpu::Buffer>>,
+    /// Pipelines, scratch and parameter buffers, shared with every layer of the same
+    /// device, element type and reduction.
+    set: std::sync::Arc<KernelSet>,
 }
 
 impl std::fmt::Debug for BatchNorm {
@@ -221,26 +214,21 @@ impl BatchNorm {
             }
         }
 
-        let (pipelines, dummy) = scoped(device, || {
-            let pipelines = Pipelines::new(device, subgroups, f16);
-            let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgpu-batchnorm.unused-binding"),
-                size: 16,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            });
-            Ok((pipelines, dummy))
-        })?;
+        let set = KernelSet::get(device, subgroups, f16)?;
         Ok(Self {
             config,
             device: device.clone(),
             limits,
             subgroups,
-            pipelines,
-            dummy,
-            scratch: Mutex::default(),
-            params: Mutex::default(),
+            set,
         })
+    }
+
+    /// Whether `self` and `other` use the same compiled kernels and scratch memory: layers
+    /// of one device, element type and reduction share them (only the first builds them),
+    /// whatever their other settings.
+    pub fn shares_kernels_with(&self, other: &BatchNorm) -> bool {
+        std::sync::Arc::ptr_eq(&self.set, &other.set)
     }
 
     /// The configuration.
@@ -334,10 +322,10 @@ impl BatchNorm {
             let merged_plan = if plan.fold { &one_record } else { &plan };
             let global = self.params_buffer(shape, merged_plan, None, 0)?;
             let scratch = self.scratch(shape.channels(), &plan)?;
-            let p = &self.pipelines;
+            let p = &self.set.pipelines;
             let mut steps = Vec::new();
             let partials = self.record_stats_partials(&mut steps, shape, &plan, 0, x, &scratch)?;
-            let dummy = self.dummy.slice(..);
+            let dummy = self.set.dummy.slice(..);
             let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
             self.dispatch(
                 &mut steps,
@@ -376,7 +364,7 @@ impl BatchNorm {
             let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
             self.dispatch(
                 &mut steps,
-                &self.pipelines.stats_merge,
+                &self.set.pipelines.stats_merge,
                 &params,
                 &[a, b, out],
                 groups,

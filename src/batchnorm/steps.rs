@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// Entries kept in the cache of parameter buffers before it is emptied.
-const PARAMS_CACHE_LIMIT: usize = 256;
+/// Entries kept in the cache of parameter buffers before it is emptied (one cache for all
+/// the layers of a kernel set: a ResNet-50 training step uses a few hundred).
+const PARAMS_CACHE_LIMIT: usize = 4096;
 
 impl BatchNorm {
     /// The uniform buffer of one dispatch's parameters: the whole call's, or one piece's.
@@ -37,7 +38,7 @@ impl BatchNorm {
             ..Params::default()
         };
         let key: [u32; 16] = bytemuck::cast(params);
-        let mut cache = self.params.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.set.params.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = cache.get(&key) {
             return Ok(b.clone());
         }
@@ -79,7 +80,7 @@ impl BatchNorm {
             )?;
             check_limit(name, bytes, "max_buffer_size", self.limits.max_buffer_size)?;
         }
-        let mut s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.set.scratch.lock().unwrap_or_else(|e| e.into_inner());
         Ok(ScratchBuffers {
             partials: grow(
                 &self.device,
