@@ -14,7 +14,7 @@
 @group(0) @binding(5) var<storage, read_write> y: array<T>;
 @group(0) @binding(6) var<storage, read_write> dz: array<T>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

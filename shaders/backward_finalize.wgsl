@@ -9,7 +9,7 @@
 @group(0) @binding(3) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dbeta: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

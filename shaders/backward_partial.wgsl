@@ -13,7 +13,7 @@
 // The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
 @group(0) @binding(5) var<storage, read_write> y: array<T>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

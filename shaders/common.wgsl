@@ -1,23 +1,12 @@
 // Shared declarations for every wgpu-batchnorm kernel. The host prepends this file
-// (and one of the `reduce_*.wgsl` helpers) to each kernel source, and before it declares
-// `T`, the element type of the tensors (x, y, dy, dx, z, dz): f32, or f16 with
-// `enable f16;`. Statistics and per-channel values are always f32. See `src/kernels.rs`.
+// (and one of the `reduce_*.wgsl` helpers) to each kernel source, and before it a prelude
+// that `src/kernels.rs` generates from its Rust constants (`wgsl_prelude`): `T`, the
+// element type of the tensors (x, y, dy, dx, z, dz: f32, or f16 with `enable f16;`), `WG`,
+// the threads per workgroup (every kernel's `@workgroup_size(WG)`), and the `FLAG_*` bits
+// of `Params::flags`. Statistics and per-channel values are always f32.
 
-// Threads per workgroup. Twin: `WORKGROUP_SIZE` in `src/kernels.rs`.
-const WG: u32 = 256u;
-
-// Flag bits of `Params::flags`. Twins: the `FLAG_*` constants in `src/kernels.rs`.
-const FLAG_AFFINE: u32 = 1u;
-const FLAG_CUMULATIVE: u32 = 2u;
-const FLAG_BATCH_STATS: u32 = 4u;
-const FLAG_BIASED_VAR: u32 = 8u;
-const FLAG_SKIP_NON_FINITE: u32 = 16u;
-const FLAG_RELU: u32 = 32u;
-const FLAG_RESIDUAL: u32 = 64u;
-const FLAG_MERGE_B: u32 = 128u;
-const FLAG_COUNT_ONLY: u32 = 256u;
-
-// Per-call parameters. Twin: `Params` in `src/kernels.rs` (same field order, 16-byte rows).
+// Per-call parameters. Twin: `Params` in `src/kernels.rs` (same fields at the same offsets,
+// checked by a test that reads this struct with naga).
 struct Params {
     // The whole tensor seen as (outer, channels, inner): channel-first (N, C, *S) has
     // outer = N, inner = prod(S); channels-last (N, *S, C) has outer = N * prod(S), inner = 1.

@@ -9,7 +9,7 @@
 @group(0) @binding(4) var<storage, read_write> beta: array<f32>;
 @group(0) @binding(5) var<storage, read_write> chan: array<vec4<f32>>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

@@ -11,7 +11,7 @@
 // The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
 @group(0) @binding(4) var<storage, read_write> z: array<T>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

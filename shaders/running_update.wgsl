@@ -34,7 +34,7 @@ fn batch_var(s: vec4<f32>) -> f32 {
     return s.y * (s.z / (s.z - 1.0));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

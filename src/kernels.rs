@@ -1,40 +1,68 @@
 //! WGSL sources, parameter block and pipelines.
 //!
-//! Every kernel lives in its own file under `shaders/`. A module is assembled as
-//! `common.wgsl` + one reduction helper (`reduce_workgroup.wgsl`, or `reduce_subgroup.wgsl`
-//! when subgroup operations are used) + the kernel.
+//! Every kernel lives in its own file under `shaders/`. A module is assembled as the
+//! prelude generated here from the Rust constants (`wgsl_prelude`: element type, workgroup
+//! size, flag bits) + `common.wgsl` + one reduction helper (`reduce_workgroup.wgsl`, or
+//! `reduce_subgroup.wgsl` when subgroup operations are used) + the kernel. The rest of the
+//! contract (`Params` and each kernel's bindings) is checked against the WGSL with naga by
+//! the tests at the end of this file.
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Threads per workgroup. Twin: `WG` in `shaders/common.wgsl`.
+/// Threads per workgroup; `WG` in WGSL (generated: [`wgsl_prelude`]).
 pub(crate) const WORKGROUP_SIZE: u32 = 256;
 
-/// `Params::flags` bit: gamma and beta are bound and used. Twin: `FLAG_AFFINE` in WGSL.
+/// `Params::flags` bit: gamma and beta are bound and used.
 pub(crate) const FLAG_AFFINE: u32 = 1;
-/// `Params::flags` bit: momentum is `None` (cumulative average). Twin: `FLAG_CUMULATIVE`.
+/// `Params::flags` bit: momentum is `None` (cumulative average).
 pub(crate) const FLAG_CUMULATIVE: u32 = 2;
 /// `Params::flags` bit: backward uses batch statistics (saved mean and invstd).
-/// Twin: `FLAG_BATCH_STATS`.
 pub(crate) const FLAG_BATCH_STATS: u32 = 4;
 /// `Params::flags` bit: the running variance averages the biased batch variance.
-/// Twin: `FLAG_BIASED_VAR`.
 pub(crate) const FLAG_BIASED_VAR: u32 = 8;
 /// `Params::flags` bit: skip the running update of a batch with non-finite statistics.
-/// Twin: `FLAG_SKIP_NON_FINITE`.
 pub(crate) const FLAG_SKIP_NON_FINITE: u32 = 16;
-/// `Params::flags` bit: fused ReLU after batch norm. Twin: `FLAG_RELU`.
+/// `Params::flags` bit: fused ReLU after batch norm.
 pub(crate) const FLAG_RELU: u32 = 32;
-/// `Params::flags` bit: fused residual add before the ReLU. Twin: `FLAG_RESIDUAL`.
+/// `Params::flags` bit: fused residual add before the ReLU.
 pub(crate) const FLAG_RESIDUAL: u32 = 64;
-/// `Params::flags` bit: `stats_merge` also merges its second source. Twin: `FLAG_MERGE_B`.
+/// `Params::flags` bit: `stats_merge` also merges its second source.
 pub(crate) const FLAG_MERGE_B: u32 = 128;
 /// `Params::flags` bit: `running_update` only increments `num_batches_tracked` (the second
-/// of its two dispatches where the channels are updated in parallel). Twin:
-/// `FLAG_COUNT_ONLY`.
+/// of its two dispatches where the channels are updated in parallel).
 pub(crate) const FLAG_COUNT_ONLY: u32 = 256;
 
-/// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same order, 16-byte rows).
+/// Every `Params::flags` bit by its WGSL name, for [`wgsl_prelude`].
+pub(crate) const FLAGS: [(&str, u32); 9] = [
+    ("FLAG_AFFINE", FLAG_AFFINE),
+    ("FLAG_CUMULATIVE", FLAG_CUMULATIVE),
+    ("FLAG_BATCH_STATS", FLAG_BATCH_STATS),
+    ("FLAG_BIASED_VAR", FLAG_BIASED_VAR),
+    ("FLAG_SKIP_NON_FINITE", FLAG_SKIP_NON_FINITE),
+    ("FLAG_RELU", FLAG_RELU),
+    ("FLAG_RESIDUAL", FLAG_RESIDUAL),
+    ("FLAG_MERGE_B", FLAG_MERGE_B),
+    ("FLAG_COUNT_ONLY", FLAG_COUNT_ONLY),
+];
+
+/// The WGSL declarations of the Rust side of the contract, generated so that the two
+/// cannot drift: the tensor element type `T`, the workgroup size `WG` and the flag bits.
+pub(crate) fn wgsl_prelude(f16: bool) -> String {
+    let mut s = if f16 {
+        "enable f16;\nalias T = f16;\n".to_string()
+    } else {
+        "alias T = f32;\n".to_string()
+    };
+    s += &format!("const WG: u32 = {WORKGROUP_SIZE}u;\n");
+    for (name, bit) in FLAGS {
+        s += &format!("const {name}: u32 = {bit}u;\n");
+    }
+    s
+}
+
+/// Per-call parameters. Twin: `Params` in `shaders/common.wgsl` (same fields at the same
+/// offsets; `params_layout_matches_wgsl` checks it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
@@ -135,12 +163,8 @@ pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool, f16: bool) -> 
     } else {
         REDUCE_WORKGROUP
     };
-    let element = if f16 {
-        "enable f16;\nalias T = f16;"
-    } else {
-        "alias T = f32;"
-    };
-    format!("{element}\n{COMMON}\n{reduce}\n{}", kernel.source)
+    let prelude = wgsl_prelude(f16);
+    format!("{prelude}{COMMON}\n{reduce}\n{}", kernel.source)
 }
 
 /// A kernel's pipeline and bind group layout.
@@ -321,9 +345,103 @@ mod tests {
         assert!(validate(&half, naga::valid::Capabilities::empty()).is_err());
     }
 
+    /// `Params` in Rust and in WGSL: the same members, in the same order, at the same
+    /// offsets, and the same size (read from the module with naga).
     #[test]
     fn params_layout_matches_wgsl() {
-        // Four 16-byte rows, as `struct Params` in common.wgsl.
-        assert_eq!(std::mem::size_of::<Params>(), 64);
+        use std::mem::offset_of;
+        let rust = [
+            ("outer", offset_of!(Params, outer)),
+            ("channels", offset_of!(Params, channels)),
+            ("inner", offset_of!(Params, inner)),
+            ("count", offset_of!(Params, count)),
+            ("base", offset_of!(Params, base)),
+            ("len", offset_of!(Params, len)),
+            ("chunk_len", offset_of!(Params, chunk_len)),
+            ("chunks", offset_of!(Params, chunks)),
+            ("slot_base", offset_of!(Params, slot_base)),
+            ("slots", offset_of!(Params, slots)),
+            ("lanes", offset_of!(Params, lanes)),
+            ("zero", offset_of!(Params, zero)),
+            ("eps", offset_of!(Params, eps)),
+            ("momentum", offset_of!(Params, momentum)),
+            ("flags", offset_of!(Params, flags)),
+            ("_pad2", offset_of!(Params, _pad2)),
+        ];
+        let source = module_source(&NORMALIZE, false, false);
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .expect("struct Params in common.wgsl");
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("Params is not a struct");
+        };
+        let wgsl: Vec<(&str, usize)> = members
+            .iter()
+            .map(|m| (m.name.as_deref().unwrap_or(""), m.offset as usize))
+            .collect();
+        assert_eq!(wgsl, rust, "Params members and offsets, WGSL vs Rust");
+        assert_eq!(*span as usize, std::mem::size_of::<Params>());
+    }
+
+    /// Each kernel's bindings in WGSL are those its `KernelSpec` (and so its bind group
+    /// layout) lists: `Params` as the uniform at binding 0, then read_write storage arrays
+    /// of the listed element sizes at 1, 2, ..., in group 0, and nothing else.
+    #[test]
+    fn kernel_bindings_match_their_specs() {
+        for spec in ALL_KERNELS {
+            let source = module_source(&spec, false, false);
+            let module = naga::front::wgsl::parse_str(&source).unwrap();
+            let mut bound: Vec<(u32, String, Option<u32>)> = module
+                .global_variables
+                .iter()
+                .filter_map(|(_, g)| {
+                    let b = g.binding.as_ref()?;
+                    assert_eq!(
+                        b.group, 0,
+                        "{}: {:?} in group {}",
+                        spec.name, g.name, b.group
+                    );
+                    let stride = match &module.types[g.ty].inner {
+                        naga::TypeInner::Array { stride, .. } => Some(*stride),
+                        _ => None,
+                    };
+                    Some((b.binding, format!("{:?}", g.space), stride))
+                })
+                .collect();
+            bound.sort();
+            let mut want = vec![(0, format!("{:?}", naga::AddressSpace::Uniform), None)];
+            let rw = naga::AddressSpace::Storage {
+                access: naga::StorageAccess::LOAD | naga::StorageAccess::STORE,
+            };
+            for (i, &size) in spec.storage.iter().enumerate() {
+                want.push((i as u32 + 1, format!("{rw:?}"), Some(size as u32)));
+            }
+            assert_eq!(
+                bound, want,
+                "{}: bindings (binding, space, stride)",
+                spec.name
+            );
+        }
+    }
+
+    /// The generated prelude declares every flag once, with its Rust value, and `WG`.
+    #[test]
+    fn prelude_declares_the_rust_constants() {
+        let prelude = wgsl_prelude(false);
+        assert!(prelude.contains(&format!("const WG: u32 = {WORKGROUP_SIZE}u;")));
+        for (name, bit) in FLAGS {
+            assert_eq!(prelude.matches(&format!("const {name}: u32 =")).count(), 1);
+            assert!(prelude.contains(&format!("const {name}: u32 = {bit}u;")));
+        }
+        assert!(FLAGS.iter().all(|(_, b)| b.is_power_of_two()));
+        let bits = FLAGS.iter().fold(0, |all, (_, b)| all | b);
+        assert_eq!(
+            bits.count_ones() as usize,
+            FLAGS.len(),
+            "flags are distinct bits"
+        );
     }
 }
