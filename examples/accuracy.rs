@@ -3,7 +3,7 @@
 //! values per channel, channel-first and channels-last. The hardening issue's yardstick is
 //! PyTorch's own f32 error on such data (its CPU path accumulates in double: about 1e-8 on
 //! the mean); this prints ours, so a change to the statistics can be judged by it.
-//! `tests/pytorch.rs` compares with PyTorch itself on twenty committed cases.
+//! `tests/suite/pytorch.rs` compares with PyTorch itself on twenty committed cases.
 //!
 //! ```text
 //! cargo run --release --example accuracy

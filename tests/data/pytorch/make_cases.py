@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch's own float32 error on ordinary batch-norm data, the yardstick of
-`tests/pytorch.rs`.
+`tests/suite/pytorch.rs`.
 
 For each case below this draws x, dy, gamma and beta from a generator that the Rust test
-reproduces bit for bit (`tests/pytorch.rs`: splitmix64, 24-bit uniforms, the
+reproduces bit for bit (`tests/suite/pytorch.rs`: splitmix64, 24-bit uniforms, the
 Irwin-Hall sum of twelve of them as a normal-like value; only exact arithmetic, so
 Python and Rust agree on every bit), runs PyTorch's batch norm in training mode (forward,
 running-statistics update, backward) and in eval mode, once in float64 and once in

@@ -3,9 +3,7 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the convolution formula
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rand::rngs::StdRng;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, FoldParams, HostRunningStats, Mode, TensorShape,

@@ -1,11 +1,9 @@
 //! Bad input gets a typed error that says what was wrong, before anything reaches wgpu:
 //! every test here runs on its own device whose uncaptured-error handler must stay silent.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError,

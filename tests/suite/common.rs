@@ -1,6 +1,5 @@
 //! Helpers shared by the GPU tests: one device per test binary, fresh random data, and
 //! comparison against the f64 reference.
-#![allow(dead_code)]
 
 use std::sync::OnceLock;
 

@@ -2,9 +2,7 @@
 //! ONNX), running variance unbiased or biased, and converting running statistics between
 //! them without drift.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, HostRunningStats, Mode, MomentumConvention,
     TensorShape, VarianceConvention, reference,

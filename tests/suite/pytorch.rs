@@ -8,8 +8,6 @@
 //! generator below is the script's), checks that the crate's f64 reference gives
 //! PyTorch's float64 results, and bounds each GPU output's error by PyTorch's.
 
-mod common;
-
 use serde_json::Value;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, HostRunningStats, Layout, Mode, TensorShape, reference,
@@ -82,7 +80,7 @@ fn check_reference(case: &str, name: &str, ours: &[f64], theirs: &Value) {
 type Outputs = Vec<(&'static str, Vec<f32>, Vec<f64>)>;
 
 fn run_case(case: &Value) -> Outputs {
-    let gpu = common::gpu();
+    let gpu = crate::common::gpu();
     let dims: Vec<usize> = case["dims"]
         .as_array()
         .expect("dims")

@@ -1,9 +1,7 @@
 //! The recording API on caller-owned memory: every tensor a slice of one pooled buffer at
 //! aligned offsets, several calls recorded into one encoder and submitted once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, DType, Epilogue,

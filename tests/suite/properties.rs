@@ -3,9 +3,7 @@
 //! buffer, against the f64 reference. `PROPTEST_CASES` sets the number of cases (default 64
 //! per property).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{

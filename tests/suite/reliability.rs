@@ -1,11 +1,9 @@
 //! Reliability: tensors larger than one binding, grids beyond the workgroup-count limit,
 //! empty batches, several threads, a lost device.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use rand::rngs::StdRng;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, ChannelStats, HeadlessGpu, HostRunningStats,

@@ -2,9 +2,7 @@
 //! odd sizes, long channels, many channels, several training steps, data far from zero,
 //! and run-to-run determinism.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, Epilogue, HostRunningStats, Layout, Mode, Reduction, TensorShape,
     reference,

@@ -3,9 +3,7 @@
 //! without `Features::SHADER_F16` (GL), a typed error instead; CI's Vulkan run sets
 //! `WGPU_BATCHNORM_REQUIRE_F16=1` so the f16 kernels cannot go untested unnoticed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, DType, Epilogue, ForwardBuffers, Layout, Mode,
     SavedStats, TensorShape,

@@ -2,9 +2,7 @@
 //! and synchronized batch norm (normalizing each micro-batch with the merged statistics)
 //! against one batch norm over the whole batch.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu_batchnorm::{
     AffineParams, BatchNorm, BatchNormConfig, BatchNormError, ChannelStats, ForwardBuffers,
     HostRunningStats, Layout, Mode, RunningStats, SavedStats, TensorShape,

@@ -1,9 +1,7 @@
 //! Fused epilogues: `relu(bn(x))` and `relu(bn(x) + z)` in the forward pass, and their
 //! backward (with dz) in the same passes as plain batch norm, against the f64 reference.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, Epilogue, ForwardBuffers, Layout, Mode, Reduction,
     SavedStats, TensorShape,

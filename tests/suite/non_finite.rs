@@ -2,9 +2,7 @@
 //! PyTorch; with `skip_non_finite_update` the batch's update is skipped and reported. NaN
 //! and infinities in x, dy and the residual reach every output as in PyTorch.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, DType, Epilogue, HostRunningStats, Layout, Mode,
     Reduction, TensorShape, reference,

@@ -1,0 +1,20 @@
+//! The GPU test suite, one binary: every case runs against the f64 CPU reference on fresh
+//! random data (the seed is printed; `WGPU_BATCHNORM_SEED` replays it), on one device per
+//! run (`common::gpu`), and fails (never skips) when no adapter is found. One module per
+//! subject; `common` holds the case builders and comparisons they share.
+//! (`tests/no_adapter.rs` is a binary of its own: it changes the process environment.)
+
+mod common;
+
+mod conventions;
+mod epilogue;
+mod errors;
+mod f16;
+mod fold;
+mod forward_backward;
+mod non_finite;
+mod properties;
+mod pytorch;
+mod recording;
+mod reliability;
+mod statistics;
