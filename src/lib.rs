@@ -40,7 +40,8 @@ mod shape;
 mod stats;
 
 pub use batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, KernelPath,
+    RunningStats, SavedStats,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use config::{

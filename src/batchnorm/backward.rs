@@ -100,7 +100,7 @@ impl BatchNorm {
         // One pass per channel (sums, gradients, dx) where each channel is one chunk of one
         // piece and not the innermost axis; see `backward_fused.wgsl`.
         if let Some((kernel, piece, groups)) =
-            one_pass(&p.backward_fused, &p.backward_thin, shape, &plan)
+            plan.one_pass(&p.backward_fused, &p.backward_thin, shape.channels())
         {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));

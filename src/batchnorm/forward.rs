@@ -158,7 +158,7 @@ impl BatchNorm {
         // One pass per channel (statistics, coefficients and y) where each channel is one
         // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
         let fused = match (
-            one_pass(&p.forward_fused, &p.forward_thin, shape, &plan),
+            plan.one_pass(&p.forward_fused, &p.forward_thin, shape.channels()),
             saved,
         ) {
             (Some((kernel, piece, groups)), Some(s)) if given.is_none() => {

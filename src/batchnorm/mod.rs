@@ -25,6 +25,7 @@ use kernel_set::*;
 use plan::*;
 use steps::*;
 
+pub use plan::KernelPath;
 pub(crate) use steps::buffer_with;
 
 /// Per-channel scale gamma and shift beta, `C` f32 values each.
@@ -144,6 +145,8 @@ pub struct BatchNorm {
     device: wgpu::Device,
     limits: wgpu::Limits,
     subgroups: bool,
+    /// Whether calls may take the one-pass kernels (see [`KernelPath`]).
+    one_pass: bool,
     /// Pipelines, scratch and parameter buffers, shared with every layer of the same
     /// device, element type and reduction.
     set: std::sync::Arc<KernelSet>,
@@ -220,8 +223,32 @@ impl BatchNorm {
             device: device.clone(),
             limits,
             subgroups,
+            one_pass: true,
             set,
         })
+    }
+
+    /// This layer, taking the separate passes (partial, finalize, elementwise) on every
+    /// call, also where a one-pass kernel would serve ([`KernelPath::OnePassWorkgroup`],
+    /// [`KernelPath::OnePassInvocation`]): to compare the paths, or on an adapter where the
+    /// one-pass kernels are slow. Results agree within rounding (tested).
+    pub fn without_one_pass_kernels(mut self) -> Self {
+        self.one_pass = false;
+        self
+    }
+
+    /// The kernel path a forward of `shape` in `mode` takes (with batch statistics computed
+    /// by the call; `forward_with_statistics` is always [`KernelPath::Elementwise`]).
+    pub fn forward_path(&self, shape: &TensorShape, mode: Mode) -> Result<KernelPath> {
+        self.check_shape(shape, mode)?;
+        Ok(self.plan(shape, self.config.uses_batch_stats(mode))?.path)
+    }
+
+    /// The kernel path the backward of a forward of `shape` in `mode` takes.
+    pub fn backward_path(&self, shape: &TensorShape, mode: Mode) -> Result<KernelPath> {
+        self.check_shape(shape, mode)?;
+        let reduce = self.config.uses_batch_stats(mode) || self.config.affine;
+        Ok(self.plan(shape, reduce)?.path)
     }
 
     /// Whether `self` and `other` use the same compiled kernels and scratch memory: layers

@@ -115,6 +115,8 @@ pub(super) struct Plan {
     /// binding (C x slots records of 16 bytes). Every piece then has `slots` chunks, those
     /// past a channel's elements empty.
     pub(super) fold: bool,
+    /// Which kernels run.
+    pub(super) path: KernelPath,
 }
 
 impl Plan {
@@ -126,6 +128,7 @@ impl Plan {
             slots: 1,
             lanes: 0,
             fold: false,
+            path: KernelPath::Elementwise,
         }
     }
 
@@ -214,55 +217,93 @@ impl BatchNorm {
                 piece.slot_base = 0;
             }
         }
+        let one_pass = self.one_pass && self.set.pipelines.forward_fused.is_some();
+        let path = choose_path(shape, &pieces, lanes, reduce, one_pass);
         Ok(Plan {
             pieces,
             slots,
             lanes,
             fold,
+            path,
         })
     }
 }
 
-/// The one-pass kernels: one dispatch per call instead of partial, finalize and elementwise
-/// passes, where each channel is one chunk of a channel-first tensor in one piece.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum OnePass {
-    /// An invocation per channel (`forward_thin.wgsl`, `backward_thin.wgsl`): at most
-    /// [`THIN_MAX_COUNT`] values per channel, 256 channels per workgroup.
-    Thin,
-    /// A workgroup per channel (`forward_fused.wgsl`, `backward_fused.wgsl`).
-    Wide,
+/// The kernel path of a call, as its plan names it (in the spirit of PyTorch's
+/// `batch_norm_choose_impl`): which kernels run, in which order. A pure function of the
+/// shape, the mode, the device's limits and whether the one-pass kernels are allowed
+/// ([`BatchNorm::forward_path`], [`BatchNorm::backward_path`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// No reduction over the tensor (eval with running statistics, given statistics, or an
+    /// eval backward without affine parameters), or an empty tensor: per-channel
+    /// coefficients, then one elementwise pass per piece.
+    Elementwise,
+    /// Channel-first: a partial pass per piece with a workgroup per (channel, chunk)
+    /// (`stats_partial.wgsl`, `backward_partial.wgsl`), a per-channel finalize, then the
+    /// elementwise pass.
+    SplitReduction,
+    /// The channel is the innermost axis (channels-last, and (N, C)): partial passes with a
+    /// workgroup per (block of channels, chunk), reading rows of consecutive channels
+    /// (`*_rows.wgsl`), then as [`KernelPath::SplitReduction`].
+    RowBlocks,
+    /// Channel-first in one piece, every channel one chunk: one dispatch, a workgroup per
+    /// channel reduces it and writes its output (`forward_fused.wgsl`,
+    /// `backward_fused.wgsl`).
+    OnePassWorkgroup,
+    /// As [`KernelPath::OnePassWorkgroup`] with at most 64 values per channel
+    /// (`THIN_MAX_COUNT`): an invocation per channel (`forward_thin.wgsl`,
+    /// `backward_thin.wgsl`).
+    OnePassInvocation,
 }
 
-/// Which one-pass kernel a call with `plan` takes, or `None` where the separate passes run.
-pub(super) fn one_pass_kind(shape: &TensorShape, plan: &Plan) -> Option<OnePass> {
-    let [piece] = &plan.pieces[..] else {
-        return None;
-    };
-    if plan.lanes != 0 || piece.chunks != 1 {
-        return None;
-    }
-    Some(if shape.per_channel() <= THIN_MAX_COUNT {
-        OnePass::Thin
-    } else {
-        OnePass::Wide
-    })
-}
-
-/// The one-pass kernel of a call ([`one_pass_kind`]), the tensor's one piece and the
-/// workgroups to dispatch; `None` where the separate passes run, or where the device binds
-/// too few storage buffers for the one-pass kernels (`wide` and `thin` are then `None`).
-pub(super) fn one_pass<'k, 'p>(
-    wide: &'k Option<Kernel>,
-    thin: &'k Option<Kernel>,
+/// The path of a call whose plan has `pieces` and `lanes` (see [`KernelPath`]); `reduce`
+/// says whether the call reduces over the tensor, `one_pass` whether the one-pass kernels
+/// may run (the device binds enough storage buffers, and the layer allows them).
+pub(crate) fn choose_path(
     shape: &TensorShape,
-    plan: &'p Plan,
-) -> Option<(&'k Kernel, &'p Piece, usize)> {
-    let piece = plan.pieces.first()?;
-    let c = shape.channels();
-    match one_pass_kind(shape, plan)? {
-        OnePass::Thin => Some((thin.as_ref()?, piece, c.div_ceil(WORKGROUP_SIZE as usize))),
-        OnePass::Wide => Some((wide.as_ref()?, piece, c)),
+    pieces: &[Piece],
+    lanes: u32,
+    reduce: bool,
+    one_pass: bool,
+) -> KernelPath {
+    if !reduce || pieces.is_empty() {
+        return KernelPath::Elementwise;
+    }
+    if lanes > 0 {
+        return KernelPath::RowBlocks;
+    }
+    match pieces {
+        [piece] if one_pass && piece.chunks == 1 => {
+            if shape.per_channel() <= THIN_MAX_COUNT {
+                KernelPath::OnePassInvocation
+            } else {
+                KernelPath::OnePassWorkgroup
+            }
+        }
+        _ => KernelPath::SplitReduction,
+    }
+}
+
+impl Plan {
+    /// The one-pass kernel of a one-pass path (`wide` or `thin`), the tensor's one piece and
+    /// the workgroups to dispatch; `None` on the other paths.
+    pub(super) fn one_pass<'k>(
+        &self,
+        wide: &'k Option<Kernel>,
+        thin: &'k Option<Kernel>,
+        channels: usize,
+    ) -> Option<(&'k Kernel, &Piece, usize)> {
+        let piece = self.pieces.first()?;
+        match self.path {
+            KernelPath::OnePassInvocation => Some((
+                thin.as_ref()?,
+                piece,
+                channels.div_ceil(WORKGROUP_SIZE as usize),
+            )),
+            KernelPath::OnePassWorkgroup => Some((wide.as_ref()?, piece, channels)),
+            _ => None,
+        }
     }
 }
 
@@ -270,10 +311,13 @@ pub(super) fn one_pass<'k, 'p>(
 mod tests {
     use super::*;
 
-    /// The one-pass choice: thin up to `THIN_MAX_COUNT` values per channel, wide above,
-    /// none for the row passes, several chunks or several pieces.
+    /// The path choice: the one-pass kernels (an invocation per channel up to
+    /// `THIN_MAX_COUNT` values, a workgroup above) where a channel-first tensor is one piece
+    /// of one chunk per channel and they are allowed; row blocks where lanes are set; the
+    /// split reduction for several chunks or pieces; elementwise without a reduction.
     #[test]
-    fn one_pass_kernels_are_chosen_by_values_per_channel() {
+    fn paths_are_chosen_by_layout_pieces_chunks_and_values_per_channel() {
+        use KernelPath::*;
         let piece = |chunks| Piece {
             len: 1,
             size: 4,
@@ -281,37 +325,28 @@ mod tests {
             chunk_len: 1,
             ..Default::default()
         };
-        let plan = |pieces: Vec<Piece>, lanes| Plan {
-            pieces,
-            slots: 1,
-            lanes,
-            fold: false,
-        };
         let cf = |dims: &[usize]| TensorShape::channels_first(dims).unwrap();
-        let one = plan(vec![piece(1)], 0);
+        let path = |dims: &[usize], pieces: &[Piece], lanes| {
+            choose_path(&cf(dims), pieces, lanes, true, true)
+        };
+        let one = [piece(1)];
         let m = THIN_MAX_COUNT;
-        assert_eq!(one_pass_kind(&cf(&[1, 1000, 2]), &one), Some(OnePass::Thin));
-        assert_eq!(one_pass_kind(&cf(&[1, 10, m]), &one), Some(OnePass::Thin));
+        assert_eq!(path(&[1, 1000, 2], &one, 0), OnePassInvocation);
+        assert_eq!(path(&[1, 10, m], &one, 0), OnePassInvocation);
+        assert_eq!(path(&[2, 10, m / 2], &one, 0), OnePassInvocation);
+        assert_eq!(path(&[1, 10, m + 1], &one, 0), OnePassWorkgroup);
+        assert_eq!(path(&[4, 3, 9, 11], &one, 0), OnePassWorkgroup);
+        let shape = [1, 1000, 2];
+        assert_eq!(path(&shape, &[piece(2)], 0), SplitReduction);
+        assert_eq!(path(&shape, &one, 8), RowBlocks);
+        assert_eq!(path(&shape, &[piece(1), piece(1)], 0), SplitReduction);
+        assert_eq!(path(&shape, &[], 0), Elementwise);
+        // Not allowed, or no reduction.
         assert_eq!(
-            one_pass_kind(&cf(&[2, 10, m / 2]), &one),
-            Some(OnePass::Thin)
+            choose_path(&cf(&shape), &one, 0, true, false),
+            SplitReduction
         );
-        assert_eq!(
-            one_pass_kind(&cf(&[1, 10, m + 1]), &one),
-            Some(OnePass::Wide)
-        );
-        assert_eq!(
-            one_pass_kind(&cf(&[4, 3, 9, 11]), &one),
-            Some(OnePass::Wide)
-        );
-        let shape = cf(&[1, 1000, 2]);
-        assert_eq!(one_pass_kind(&shape, &plan(vec![piece(2)], 0)), None);
-        assert_eq!(one_pass_kind(&shape, &plan(vec![piece(1)], 8)), None);
-        assert_eq!(
-            one_pass_kind(&shape, &plan(vec![piece(1), piece(1)], 0)),
-            None
-        );
-        assert_eq!(one_pass_kind(&shape, &plan(vec![], 0)), None);
+        assert_eq!(choose_path(&cf(&shape), &one, 0, false, true), Elementwise);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use wgpu_batchnorm::{
-    BatchNorm, BatchNormConfig, Epilogue, HostRunningStats, Layout, Mode, Reduction, TensorShape,
-    reference,
+    BatchNorm, BatchNormConfig, Epilogue, HostRunningStats, KernelPath, Layout, Mode, Reduction,
+    TensorShape, reference,
 };
 
 /// Every option combination, both modes, every reduction path, on each shape.
@@ -323,4 +323,107 @@ fn subgroup_kernels_are_used_when_available() {
     let forced =
         BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(2), Reduction::Subgroup);
     assert_eq!(forced.is_ok(), has);
+}
+
+/// Every kernel path the plan names, each on a shape that takes it, forward and backward
+/// against the reference, with and without the one-pass kernels (which then give way to
+/// the split reduction); the path each call takes is asserted, so a change to the plan
+/// that moves a shape to another path shows here.
+#[test]
+fn every_kernel_path_matches_the_reference() {
+    use KernelPath::*;
+    let gpu = gpu();
+    let mut rng = rng();
+    // Devices that bind fewer than 8 storage buffers per stage have no one-pass kernels.
+    let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
+    let available = |p| match p {
+        OnePassWorkgroup | OnePassInvocation if !fused => SplitReduction,
+        p => p,
+    };
+    let cases: [(&[usize], Layout, Mode, KernelPath, KernelPath); 7] = [
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            OnePassWorkgroup,
+            OnePassWorkgroup,
+        ),
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            Mode::Eval,
+            Elementwise,
+            OnePassWorkgroup,
+        ),
+        (
+            &[2, 300, 5],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            OnePassInvocation,
+            OnePassInvocation,
+        ),
+        (
+            &[16, 4, 64, 64],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            SplitReduction,
+            SplitReduction,
+        ),
+        (
+            &[4, 8, 8, 16],
+            Layout::ChannelsLast,
+            Mode::Train,
+            RowBlocks,
+            RowBlocks,
+        ),
+        (
+            &[512, 32],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            RowBlocks,
+            RowBlocks,
+        ),
+        (
+            &[512, 32],
+            Layout::ChannelsFirst,
+            Mode::Eval,
+            Elementwise,
+            RowBlocks,
+        ),
+    ];
+    for (dims, layout, mode, forward, backward) in cases {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let config = BatchNormConfig::new(shape.channels());
+        for bn in layers(config) {
+            let separate = BatchNorm::with_reduction(
+                &gpu.device,
+                config,
+                if bn.uses_subgroups() {
+                    Reduction::Subgroup
+                } else {
+                    Reduction::Workgroup
+                },
+            )
+            .unwrap()
+            .without_one_pass_kernels();
+            for (bn, one_pass) in [(bn, true), (separate, false)] {
+                let want = |p| match available(p) {
+                    OnePassWorkgroup | OnePassInvocation if !one_pass => SplitReduction,
+                    p => p,
+                };
+                let case = format!("{dims:?} {layout:?} {mode:?} one-pass allowed {one_pass}");
+                assert_eq!(
+                    bn.forward_path(&shape, mode).unwrap(),
+                    want(forward),
+                    "{case}"
+                );
+                assert_eq!(
+                    bn.backward_path(&shape, mode).unwrap(),
+                    want(backward),
+                    "{case}"
+                );
+                check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+            }
+        }
+    }
 }
