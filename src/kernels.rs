@@ -1,4 +1,6 @@
-//! WGSL sources, parameter block and pipelines.
+//! The kernels' WGSL sources and the Rust side of their contract: the parameter block,
+//! the flag bits, each kernel's bindings, and the assembled modules (pipelines are built in
+//! `pipelines.rs`).
 //!
 //! Every kernel lives in its own file under `shaders/`. A module is assembled as the
 //! prelude generated here from the Rust constants (`wgsl_prelude`: element type, workgroup
@@ -6,9 +8,6 @@
 //! `reduce_subgroup.wgsl` when subgroup operations are used) + the kernel. The rest of the
 //! contract (`Params` and each kernel's bindings) is checked against the WGSL with naga by
 //! the tests at the end of this file.
-
-use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Threads per workgroup; `WG` in WGSL (generated: [`wgsl_prelude`]).
 pub(crate) const WORKGROUP_SIZE: u32 = 256;
@@ -165,131 +164,6 @@ pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool, f16: bool) -> 
     };
     let prelude = wgsl_prelude(f16);
     format!("{prelude}{COMMON}\n{reduce}\n{}", kernel.source)
-}
-
-/// A kernel's pipeline and bind group layout.
-#[derive(Debug)]
-pub(crate) struct Kernel {
-    pub pipeline: wgpu::ComputePipeline,
-    pub layout: wgpu::BindGroupLayout,
-}
-
-/// Compute pipelines built so far by this process (see [`pipelines_built`]).
-static PIPELINES_BUILT: AtomicUsize = AtomicUsize::new(0);
-
-/// Compute pipelines this process has built so far, on every device: a diagnostic for
-/// benchmarks and memory budgets. Layers of one device, element type and reduction share
-/// their kernels, so only the first of them adds to it (see
-/// [`BatchNorm::shares_kernels_with`](crate::BatchNorm::shares_kernels_with)).
-pub fn pipelines_built() -> usize {
-    PIPELINES_BUILT.load(Ordering::Relaxed)
-}
-
-impl Kernel {
-    fn new(device: &wgpu::Device, spec: &KernelSpec, subgroups: bool, f16: bool) -> Self {
-        PIPELINES_BUILT.fetch_add(1, Ordering::Relaxed);
-        let label = format!("wgpu-batchnorm.{}", spec.name);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(module_source(spec, subgroups, f16).into()),
-        });
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-            },
-            count: None,
-        }];
-        // Every tensor binding is read_write, also those the kernel only reads: wgpu forbids
-        // one buffer in read-only and read-write storage use within one dispatch, and callers
-        // commonly hand out slices of one pooled buffer.
-        entries.extend(spec.storage.iter().zip(1..).map(|(&size, binding)| {
-            wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: false },
-                    has_dynamic_offset: false,
-                    min_binding_size: NonZeroU64::new(size),
-                },
-                count: None,
-            }
-        }));
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(&label),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Self { pipeline, layout }
-    }
-}
-
-/// Every pipeline of one batch-norm object, built once.
-#[derive(Debug)]
-pub(crate) struct Pipelines {
-    pub stats_partial: Kernel,
-    pub stats_partial_rows: Kernel,
-    pub stats_finalize: Kernel,
-    pub eval_coeffs: Kernel,
-    pub running_update: Kernel,
-    pub normalize: Kernel,
-    pub backward_prep: Kernel,
-    pub backward_partial: Kernel,
-    pub backward_partial_rows: Kernel,
-    pub backward_finalize: Kernel,
-    pub backward_dx: Kernel,
-    pub stats_merge: Kernel,
-    pub backward_merge: Kernel,
-    /// The one-pass training forward, where the device binds enough storage buffers.
-    pub forward_fused: Option<Kernel>,
-    /// The one-pass backward, likewise.
-    pub backward_fused: Option<Kernel>,
-    /// The one-pass training forward with an invocation per channel (few values each),
-    /// likewise.
-    pub forward_thin: Option<Kernel>,
-    /// Its backward, likewise.
-    pub backward_thin: Option<Kernel>,
-}
-
-impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device, subgroups: bool, f16: bool) -> Self {
-        let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups, f16);
-        let fused = device.limits().max_storage_buffers_per_shader_stage >= FUSED_STORAGE;
-        Self {
-            stats_partial: k(&STATS_PARTIAL),
-            stats_partial_rows: k(&STATS_PARTIAL_ROWS),
-            stats_finalize: k(&STATS_FINALIZE),
-            eval_coeffs: k(&EVAL_COEFFS),
-            running_update: k(&RUNNING_UPDATE),
-            normalize: k(&NORMALIZE),
-            backward_prep: k(&BACKWARD_PREP),
-            backward_partial: k(&BACKWARD_PARTIAL),
-            backward_partial_rows: k(&BACKWARD_PARTIAL_ROWS),
-            backward_finalize: k(&BACKWARD_FINALIZE),
-            backward_dx: k(&BACKWARD_DX),
-            stats_merge: k(&STATS_MERGE),
-            backward_merge: k(&BACKWARD_MERGE),
-            forward_fused: fused.then(|| k(&FORWARD_FUSED)),
-            backward_fused: fused.then(|| k(&BACKWARD_FUSED)),
-            forward_thin: fused.then(|| k(&FORWARD_THIN)),
-            backward_thin: fused.then(|| k(&BACKWARD_THIN)),
-        }
-    }
 }
 
 #[cfg(test)]

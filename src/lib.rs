@@ -35,6 +35,7 @@ mod device;
 mod error;
 pub mod fold;
 mod kernels;
+mod pipelines;
 pub mod reference;
 mod shape;
 mod stats;
@@ -50,7 +51,7 @@ pub use config::{
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
-pub use kernels::pipelines_built;
+pub use pipelines::pipelines_built;
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
 pub use stats::ChannelStats;
 

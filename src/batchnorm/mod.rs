@@ -9,10 +9,12 @@ use crate::config::{BatchNormConfig, DType, Epilogue, Mode, Reduction, VarianceC
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
     FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY, FLAG_CUMULATIVE, FLAG_MERGE_B,
-    FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Kernel, Params, Pipelines, WORKGROUP_SIZE,
+    FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Params, WORKGROUP_SIZE,
 };
+use crate::pipelines::{Kernel, Pipelines};
 use crate::shape::TensorShape;
 
+mod args;
 mod backward;
 mod bindings;
 mod forward;
@@ -25,108 +27,11 @@ use kernel_set::*;
 use plan::*;
 use steps::*;
 
+pub use args::{
+    AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, RunningStats, SavedStats,
+};
 pub use plan::KernelPath;
 pub(crate) use steps::buffer_with;
-
-/// Per-channel scale gamma and shift beta, `C` f32 values each.
-#[derive(Clone, Copy, Debug)]
-pub struct AffineParams<'a> {
-    /// gamma (PyTorch's `weight`).
-    pub gamma: wgpu::BufferSlice<'a>,
-    /// beta (PyTorch's `bias`).
-    pub beta: wgpu::BufferSlice<'a>,
-}
-
-/// Running statistics, `C` f32 values each, updated in place by training forwards.
-#[derive(Clone, Copy, Debug)]
-pub struct RunningStats<'a> {
-    /// Running mean.
-    pub mean: wgpu::BufferSlice<'a>,
-    /// Running (unbiased) variance.
-    pub var: wgpu::BufferSlice<'a>,
-    /// One `u32`, incremented by every training forward (PyTorch keeps an int64). Required by
-    /// forwards that update the running statistics; not read otherwise.
-    pub num_batches_tracked: Option<wgpu::BufferSlice<'a>>,
-    /// One `u32`, incremented by every training forward that skipped the update because the
-    /// batch statistics were not finite. Required exactly by forwards that update the
-    /// running statistics with `config.skip_non_finite_update`.
-    pub skipped_batches: Option<wgpu::BufferSlice<'a>>,
-}
-
-/// Batch statistics saved by a training forward for the backward pass, `C` f32 values each.
-#[derive(Clone, Copy, Debug)]
-pub struct SavedStats<'a> {
-    /// Batch mean.
-    pub mean: wgpu::BufferSlice<'a>,
-    /// `1 / sqrt(biased batch variance + eps)`.
-    pub invstd: wgpu::BufferSlice<'a>,
-}
-
-/// Gradients of gamma and beta, `C` f32 values each, overwritten by backward.
-#[derive(Clone, Copy, Debug)]
-pub struct AffineGrads<'a> {
-    /// Gradient of gamma: `sum(dy * xhat)` per channel.
-    pub dgamma: wgpu::BufferSlice<'a>,
-    /// Gradient of beta: `sum(dy)` per channel.
-    pub dbeta: wgpu::BufferSlice<'a>,
-}
-
-/// Buffers of a forward call. `x` and `y` hold the tensor in the shape's layout.
-///
-/// Which optional buffers a call needs follows from the configuration and mode; giving one
-/// that is not used is an error too, so a mix-up cannot pass silently:
-/// - `affine`: exactly when `config.affine`.
-/// - `running`: exactly when `config.track_running_stats`; read in eval, updated in training
-///   (which also needs `num_batches_tracked`).
-/// - `saved`: exactly when the call uses batch statistics (training, or eval without
-///   tracked statistics); written with the batch mean and invstd.
-#[derive(Clone, Copy, Debug)]
-pub struct ForwardBuffers<'a> {
-    /// Input, read.
-    pub x: wgpu::BufferSlice<'a>,
-    /// Output, written. May not overlap any other binding.
-    pub y: wgpu::BufferSlice<'a>,
-    /// The residual z of [`Epilogue::AddRelu`](crate::Epilogue::AddRelu), read; exactly
-    /// with that epilogue.
-    pub residual: Option<wgpu::BufferSlice<'a>>,
-    /// gamma and beta.
-    pub affine: Option<AffineParams<'a>>,
-    /// Running statistics.
-    pub running: Option<RunningStats<'a>>,
-    /// Saved batch statistics, written.
-    pub saved: Option<SavedStats<'a>>,
-}
-
-/// Buffers of a backward call.
-///
-/// - `gamma` and `grads`: exactly when `config.affine`.
-/// - `saved`: exactly when the forward used batch statistics (training, or eval without
-///   tracked statistics): the mean and invstd that forward saved.
-/// - `running`: exactly when the forward used running statistics (eval with tracked
-///   statistics); `num_batches_tracked` is not read.
-#[derive(Clone, Copy, Debug)]
-pub struct BackwardBuffers<'a> {
-    /// The forward's input, read.
-    pub x: wgpu::BufferSlice<'a>,
-    /// Gradient of the loss with respect to y, read.
-    pub dy: wgpu::BufferSlice<'a>,
-    /// Gradient with respect to x, written. May not overlap any other binding.
-    pub dx: wgpu::BufferSlice<'a>,
-    /// The forward's output y, read for the ReLU's mask; exactly with a fused epilogue
-    /// (`dy` is then the gradient of that output).
-    pub y: Option<wgpu::BufferSlice<'a>>,
-    /// Gradient with respect to the residual z, written; exactly with
-    /// [`Epilogue::AddRelu`](crate::Epilogue::AddRelu).
-    pub dresidual: Option<wgpu::BufferSlice<'a>>,
-    /// gamma, read.
-    pub gamma: Option<wgpu::BufferSlice<'a>>,
-    /// Gradients of gamma and beta, written.
-    pub grads: Option<AffineGrads<'a>>,
-    /// Saved batch statistics, read.
-    pub saved: Option<SavedStats<'a>>,
-    /// Running statistics, read.
-    pub running: Option<RunningStats<'a>>,
-}
 
 /// A batch-norm layer's GPU side: pipelines built once for one device and configuration,
 /// and internal scratch memory. It holds no tensors; every call records into the caller's
