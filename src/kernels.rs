@@ -88,45 +88,142 @@ const COMMON: &str = include_str!("../shaders/common.wgsl");
 const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../shaders/reduce_subgroup.wgsl");
 
-/// One compute kernel: its name, source and the element size in bytes of each storage
-/// buffer it binds, at bindings 1, 2, ... (binding 0 is the `Params` uniform): 4 for
-/// `array<f32>` / `array<u32>`, 16 for `array<vec4<f32>>`.
+/// One compute kernel: its name, source, and the name and element size in bytes of each
+/// storage buffer it binds, at bindings 1, 2, ... (binding 0 is the `Params` uniform): 4
+/// for `array<f32>` / `array<u32>` / `array<T>` in f32, 16 for `array<vec4<f32>>`. The
+/// names and sizes come from the kernel's bindings struct; a test checks both against the
+/// WGSL.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KernelSpec {
     pub name: &'static str,
     pub source: &'static str,
     pub storage: &'static [u64],
+    /// The binding names, for the test that compares them with the WGSL.
+    #[cfg(test)]
+    pub names: &'static [&'static str],
 }
 
-macro_rules! kernel {
-    ($name:literal, $storage:expr) => {
-        KernelSpec {
-            name: $name,
-            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
-            storage: $storage,
+/// A kernel's storage bindings as a struct whose fields are named as the WGSL declares
+/// them, in binding order, with their element sizes: call sites name every buffer they
+/// bind (`Bindings { x, partials }`), and [`KernelSpec`] takes names and sizes from here.
+macro_rules! bindings {
+    ($(#[$doc:meta])* $ty:ident { $($field:ident: $size:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct $ty<'a> {
+            $(pub $field: wgpu::BufferSlice<'a>,)*
+        }
+
+        impl<'a> $ty<'a> {
+            pub(crate) const SIZES: &'static [u64] = &[$($size),*];
+            #[cfg(test)]
+            pub(crate) const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The slices in binding order (bindings 1, 2, ...).
+            pub(crate) fn slices(&self) -> Vec<wgpu::BufferSlice<'a>> {
+                vec![$(self.$field),*]
+            }
         }
     };
 }
 
-// The binding lists mirror each kernel's `@binding` declarations.
-pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", &[4, 16]);
-pub(crate) const STATS_PARTIAL_ROWS: KernelSpec = kernel!("stats_partial_rows", &[4, 16]);
-pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", &[16, 4, 4, 16, 4, 4]);
-pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", &[4, 4, 4, 4, 16]);
-pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", &[16, 4, 4, 4, 4]);
-pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", &[4, 16, 4, 4]);
-pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", &[4, 4, 4, 16]);
-pub(crate) const BACKWARD_PARTIAL: KernelSpec = kernel!("backward_partial", &[4, 4, 16, 16, 4]);
+macro_rules! kernel {
+    ($name:literal, $bindings:ident) => {
+        KernelSpec {
+            name: $name,
+            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+            storage: $bindings::SIZES,
+            #[cfg(test)]
+            names: $bindings::NAMES,
+        }
+    };
+}
+
+bindings!(
+    /// `stats_partial.wgsl`, `stats_partial_rows.wgsl`.
+    StatsPartialBindings { x: 4, partials: 16 }
+);
+bindings!(
+    /// `stats_finalize.wgsl`.
+    StatsFinalizeBindings { partials: 16, gamma: 4, beta: 4, chan: 16, save_mean: 4, save_invstd: 4 }
+);
+bindings!(
+    /// `eval_coeffs.wgsl`.
+    EvalCoeffsBindings { running_mean: 4, running_var: 4, gamma: 4, beta: 4, chan: 16 }
+);
+bindings!(
+    /// `running_update.wgsl`.
+    RunningUpdateBindings {
+        chan: 16,
+        running_mean: 4,
+        running_var: 4,
+        num_batches_tracked: 4,
+        skipped_batches: 4,
+    }
+);
+bindings!(
+    /// `normalize.wgsl`.
+    NormalizeBindings { x: 4, chan: 16, y: 4, z: 4 }
+);
+bindings!(
+    /// `backward_prep.wgsl`.
+    BackwardPrepBindings { stat_a: 4, stat_b: 4, gamma: 4, chan: 16 }
+);
+bindings!(
+    /// `backward_partial.wgsl`, `backward_partial_rows.wgsl`.
+    BackwardPartialBindings { x: 4, dy: 4, chan: 16, partials: 16, y: 4 }
+);
+bindings!(
+    /// `backward_finalize.wgsl`.
+    BackwardFinalizeBindings { partials: 16, chan: 16, dgamma: 4, dbeta: 4 }
+);
+bindings!(
+    /// `stats_merge.wgsl`, `backward_merge.wgsl`.
+    MergeBindings { a: 16, b: 16, out: 16 }
+);
+bindings!(
+    /// `backward_dx.wgsl`.
+    BackwardDxBindings { x: 4, dy: 4, chan: 16, dx: 4, y: 4, dz: 4 }
+);
+bindings!(
+    /// `forward_fused.wgsl`, `forward_thin.wgsl`.
+    ForwardOnePassBindings {
+        x: 4,
+        gamma: 4,
+        beta: 4,
+        chan: 16,
+        save_mean: 4,
+        save_invstd: 4,
+        y: 4,
+        z: 4,
+    }
+);
+bindings!(
+    /// `backward_fused.wgsl`, `backward_thin.wgsl`.
+    BackwardOnePassBindings { x: 4, dy: 4, chan: 16, dgamma: 4, dbeta: 4, dx: 4, y: 4, dz: 4 }
+);
+
+pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", StatsPartialBindings);
+pub(crate) const STATS_PARTIAL_ROWS: KernelSpec =
+    kernel!("stats_partial_rows", StatsPartialBindings);
+pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", StatsFinalizeBindings);
+pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", EvalCoeffsBindings);
+pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", RunningUpdateBindings);
+pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", NormalizeBindings);
+pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", BackwardPrepBindings);
+pub(crate) const BACKWARD_PARTIAL: KernelSpec =
+    kernel!("backward_partial", BackwardPartialBindings);
 pub(crate) const BACKWARD_PARTIAL_ROWS: KernelSpec =
-    kernel!("backward_partial_rows", &[4, 4, 16, 16, 4]);
-pub(crate) const BACKWARD_FINALIZE: KernelSpec = kernel!("backward_finalize", &[16, 16, 4, 4]);
-pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", &[16, 16, 16]);
-pub(crate) const BACKWARD_MERGE: KernelSpec = kernel!("backward_merge", &[16, 16, 16]);
-pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", &[4, 4, 16, 4, 4, 4]);
-pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", &[4, 4, 4, 16, 4, 4, 4, 4]);
-pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", &[4, 4, 16, 4, 4, 4, 4, 4]);
-pub(crate) const FORWARD_THIN: KernelSpec = kernel!("forward_thin", &[4, 4, 4, 16, 4, 4, 4, 4]);
-pub(crate) const BACKWARD_THIN: KernelSpec = kernel!("backward_thin", &[4, 4, 16, 4, 4, 4, 4, 4]);
+    kernel!("backward_partial_rows", BackwardPartialBindings);
+pub(crate) const BACKWARD_FINALIZE: KernelSpec =
+    kernel!("backward_finalize", BackwardFinalizeBindings);
+pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", MergeBindings);
+pub(crate) const BACKWARD_MERGE: KernelSpec = kernel!("backward_merge", MergeBindings);
+pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", BackwardDxBindings);
+pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", ForwardOnePassBindings);
+pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", BackwardOnePassBindings);
+pub(crate) const FORWARD_THIN: KernelSpec = kernel!("forward_thin", ForwardOnePassBindings);
+pub(crate) const BACKWARD_THIN: KernelSpec = kernel!("backward_thin", BackwardOnePassBindings);
 
 /// Storage buffers `forward_fused` and `backward_fused` (and their `_thin` twins) bind;
 /// devices with fewer per shader stage use the separate passes.
@@ -260,15 +357,16 @@ mod tests {
         assert_eq!(*span as usize, std::mem::size_of::<Params>());
     }
 
-    /// Each kernel's bindings in WGSL are those its `KernelSpec` (and so its bind group
-    /// layout) lists: `Params` as the uniform at binding 0, then read_write storage arrays
-    /// of the listed element sizes at 1, 2, ..., in group 0, and nothing else.
+    /// Each kernel's bindings in WGSL are those its bindings struct (and so its bind group
+    /// layout and every call site) names: `Params` as the uniform `p` at binding 0, then
+    /// read_write storage arrays of the listed names and element sizes at 1, 2, ..., in
+    /// group 0, and nothing else.
     #[test]
     fn kernel_bindings_match_their_specs() {
         for spec in ALL_KERNELS {
             let source = module_source(&spec, false, false);
             let module = naga::front::wgsl::parse_str(&source).unwrap();
-            let mut bound: Vec<(u32, String, Option<u32>)> = module
+            let mut bound: Vec<(u32, String, String, Option<u32>)> = module
                 .global_variables
                 .iter()
                 .filter_map(|(_, g)| {
@@ -282,20 +380,27 @@ mod tests {
                         naga::TypeInner::Array { stride, .. } => Some(*stride),
                         _ => None,
                     };
-                    Some((b.binding, format!("{:?}", g.space), stride))
+                    let name = g.name.clone().unwrap_or_default();
+                    Some((b.binding, name, format!("{:?}", g.space), stride))
                 })
                 .collect();
             bound.sort();
-            let mut want = vec![(0, format!("{:?}", naga::AddressSpace::Uniform), None)];
+            let uniform = format!("{:?}", naga::AddressSpace::Uniform);
+            let mut want = vec![(0, "p".to_string(), uniform, None)];
             let rw = naga::AddressSpace::Storage {
                 access: naga::StorageAccess::LOAD | naga::StorageAccess::STORE,
             };
-            for (i, &size) in spec.storage.iter().enumerate() {
-                want.push((i as u32 + 1, format!("{rw:?}"), Some(size as u32)));
+            for (i, (&size, name)) in spec.storage.iter().zip(spec.names).enumerate() {
+                want.push((
+                    i as u32 + 1,
+                    name.to_string(),
+                    format!("{rw:?}"),
+                    Some(size as u32),
+                ));
             }
             assert_eq!(
                 bound, want,
-                "{}: bindings (binding, space, stride)",
+                "{}: bindings (binding, name, space, stride)",
                 spec.name
             );
         }

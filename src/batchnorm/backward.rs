@@ -89,13 +89,14 @@ impl BatchNorm {
 
         let mut steps = Vec::new();
         if !plan.pieces.is_empty() {
-            self.dispatch(
-                &mut steps,
-                &p.backward_prep,
-                &global,
-                &[stat_a, stat_b, gamma, chan],
-                per_channel,
-            );
+            let bindings = BackwardPrepBindings {
+                stat_a,
+                stat_b,
+                gamma,
+                chan,
+            };
+            let prep = &p.backward_prep;
+            self.dispatch(&mut steps, prep, &global, &bindings.slices(), per_channel);
         }
         // One pass per channel (sums, gradients, dx) where each channel is one chunk of one
         // piece and not the innermost axis; see `backward_fused.wgsl`.
@@ -103,16 +104,17 @@ impl BatchNorm {
             plan.one_pass(&p.backward_fused, &p.backward_thin, shape.channels())
         {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-            let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));
-            let y = y.map_or(dummy, |y| piece.of(y));
-            let dz = dresidual.map_or(dummy, |dz| piece.of(dz));
-            self.dispatch(
-                &mut steps,
-                kernel,
-                &params,
-                &[x, dy, chan, dgamma, dbeta, dx, y, dz],
-                groups,
-            );
+            let bindings = BackwardOnePassBindings {
+                x: piece.of(bufs.x),
+                dy: piece.of(bufs.dy),
+                chan,
+                dgamma,
+                dbeta,
+                dx: piece.of(bufs.dx),
+                y: y.map_or(dummy, |y| piece.of(y)),
+                dz: dresidual.map_or(dummy, |dz| piece.of(dz)),
+            };
+            self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             return Ok(steps);
         }
         let mut sums = partials;
@@ -124,20 +126,19 @@ impl BatchNorm {
         {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
-            let (x, dy) = (piece.of(bufs.x), piece.of(bufs.dy));
-            let y = y.map_or(dummy, |y| piece.of(y));
+            let bindings = BackwardPartialBindings {
+                x: piece.of(bufs.x),
+                dy: piece.of(bufs.dy),
+                chan,
+                partials,
+                y: y.map_or(dummy, |y| piece.of(y)),
+            };
             let kernel = if plan.lanes > 0 {
                 &p.backward_partial_rows
             } else {
                 &p.backward_partial
             };
-            self.dispatch(
-                &mut steps,
-                kernel,
-                &params,
-                &[x, dy, chan, partials, y],
-                groups,
-            );
+            self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             // A folded plan: this piece's sums into the running records right away.
             if plan.fold {
                 let (merge_b, prev) = match i {
@@ -146,14 +147,13 @@ impl BatchNorm {
                 };
                 let params = self.params_buffer(shape, &plan, None, merge_b)?;
                 sums = scratch.folded(i);
-                let bindings = [partials, prev, sums];
-                self.dispatch(
-                    &mut steps,
-                    &p.backward_merge,
-                    &params,
-                    &bindings,
-                    per_channel,
-                );
+                let bindings = MergeBindings {
+                    a: partials,
+                    b: prev,
+                    out: sums,
+                };
+                let merge = &p.backward_merge;
+                self.dispatch(&mut steps, merge, &params, &bindings.slices(), per_channel);
             }
         }
         if !plan.pieces.is_empty() || cfg.affine {
@@ -163,27 +163,34 @@ impl BatchNorm {
             } else {
                 global.clone()
             };
+            let bindings = BackwardFinalizeBindings {
+                partials: sums,
+                chan,
+                dgamma,
+                dbeta,
+            };
+            let kernel = &p.backward_finalize;
             self.dispatch(
                 &mut steps,
-                &p.backward_finalize,
+                kernel,
                 &finalize,
-                &[sums, chan, dgamma, dbeta],
+                &bindings.slices(),
                 per_channel,
             );
         }
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-            let (x, dy, dx) = (piece.of(bufs.x), piece.of(bufs.dy), piece.of(bufs.dx));
-            let y = y.map_or(dummy, |y| piece.of(y));
-            let dz = dresidual.map_or(dummy, |dz| piece.of(dz));
+            let bindings = BackwardDxBindings {
+                x: piece.of(bufs.x),
+                dy: piece.of(bufs.dy),
+                chan,
+                dx: piece.of(bufs.dx),
+                y: y.map_or(dummy, |y| piece.of(y)),
+                dz: dresidual.map_or(dummy, |dz| piece.of(dz)),
+            };
             let groups = self.elementwise_groups(piece.len);
-            self.dispatch(
-                &mut steps,
-                &p.backward_dx,
-                &params,
-                &[x, dy, chan, dx, y, dz],
-                groups,
-            );
+            let kernel = &p.backward_dx;
+            self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
         }
         Ok(steps)
     }

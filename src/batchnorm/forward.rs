@@ -26,16 +26,24 @@ impl BatchNorm {
             } else {
                 &self.set.pipelines.stats_partial
             };
-            self.dispatch(steps, kernel, &params, &[piece.of(x), partials], groups);
+            let bindings = StatsPartialBindings {
+                x: piece.of(x),
+                partials,
+            };
+            self.dispatch(steps, kernel, &params, &bindings.slices(), groups);
             if plan.fold {
                 let (merge_b, prev) = match i {
                     0 => (0, self.set.dummy.slice(..)),
                     _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
                 };
                 let params = self.params_buffer(shape, plan, None, merge_b)?;
-                let out = scratch.folded(i);
+                let bindings = MergeBindings {
+                    a: partials,
+                    b: prev,
+                    out: scratch.folded(i),
+                };
                 let merge = &self.set.pipelines.stats_merge;
-                self.dispatch(steps, merge, &params, &[partials, prev, out], per_channel);
+                self.dispatch(steps, merge, &params, &bindings.slices(), per_channel);
             }
         }
         Ok(match plan.pieces.len() {
@@ -169,15 +177,17 @@ impl BatchNorm {
         match (fused, saved, running) {
             (Some((kernel, piece, groups, s)), _, _) => {
                 let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-                let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
-                let z = residual.map_or(dummy, |z| piece.of(z));
-                self.dispatch(
-                    &mut steps,
-                    kernel,
-                    &params,
-                    &[x, gamma, beta, chan, s.mean, s.invstd, y, z],
-                    groups,
-                );
+                let bindings = ForwardOnePassBindings {
+                    x: piece.of(bufs.x),
+                    gamma,
+                    beta,
+                    chan,
+                    save_mean: s.mean,
+                    save_invstd: s.invstd,
+                    y: piece.of(bufs.y),
+                    z: residual.map_or(dummy, |z| piece.of(z)),
+                };
+                self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             }
             (None, Some(s), _) if given.is_some() || !empty => {
                 let stats = match given {
@@ -185,29 +195,48 @@ impl BatchNorm {
                     None => self
                         .record_stats_partials(&mut steps, shape, &plan, flags, bufs.x, &scratch)?,
                 };
+                let bindings = StatsFinalizeBindings {
+                    partials: stats,
+                    gamma,
+                    beta,
+                    chan,
+                    save_mean: s.mean,
+                    save_invstd: s.invstd,
+                };
+                let finalize = &p.stats_finalize;
                 self.dispatch(
                     &mut steps,
-                    &p.stats_finalize,
+                    finalize,
                     &global,
-                    &[stats, gamma, beta, chan, s.mean, s.invstd],
+                    &bindings.slices(),
                     per_channel,
                 );
             }
             (None, Some(_), _) => {}
-            (None, None, Some(r)) => self.dispatch(
-                &mut steps,
-                &p.eval_coeffs,
-                &global,
-                &[r.mean, r.var, gamma, beta, chan],
-                per_channel,
-            ),
+            (None, None, Some(r)) => {
+                let bindings = EvalCoeffsBindings {
+                    running_mean: r.mean,
+                    running_var: r.var,
+                    gamma,
+                    beta,
+                    chan,
+                };
+                let coeffs = &p.eval_coeffs;
+                self.dispatch(&mut steps, coeffs, &global, &bindings.slices(), per_channel);
+            }
             (None, None, None) => {
                 unreachable!("presence checks give saved or running statistics")
             }
         }
         if let (Some(r), Some(t)) = (running, tracked) {
-            let k = skipped.unwrap_or(dummy);
-            let bindings = [chan, r.mean, r.var, t, k];
+            let bindings = RunningUpdateBindings {
+                chan,
+                running_mean: r.mean,
+                running_var: r.var,
+                num_batches_tracked: t,
+                skipped_batches: skipped.unwrap_or(dummy),
+            }
+            .slices();
             if cfg.skip_non_finite_update {
                 // One workgroup decides for the whole batch, updates and counts.
                 self.dispatch(&mut steps, &p.running_update, &global, &bindings, 1);
@@ -232,10 +261,20 @@ impl BatchNorm {
         };
         for piece in separate_normalize {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-            let (x, y) = (piece.of(bufs.x), piece.of(bufs.y));
-            let z = residual.map_or(dummy, |z| piece.of(z));
+            let bindings = NormalizeBindings {
+                x: piece.of(bufs.x),
+                chan,
+                y: piece.of(bufs.y),
+                z: residual.map_or(dummy, |z| piece.of(z)),
+            };
             let groups = self.elementwise_groups(piece.len);
-            self.dispatch(&mut steps, &p.normalize, &params, &[x, chan, y, z], groups);
+            self.dispatch(
+                &mut steps,
+                &p.normalize,
+                &params,
+                &bindings.slices(),
+                groups,
+            );
         }
         Ok(steps)
     }

@@ -8,6 +8,11 @@ use std::sync::Mutex;
 use crate::config::{BatchNormConfig, DType, Epilogue, Mode, Reduction, VarianceConvention};
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
+    BackwardDxBindings, BackwardFinalizeBindings, BackwardOnePassBindings, BackwardPartialBindings,
+    BackwardPrepBindings, EvalCoeffsBindings, ForwardOnePassBindings, MergeBindings,
+    NormalizeBindings, RunningUpdateBindings, StatsFinalizeBindings, StatsPartialBindings,
+};
+use crate::kernels::{
     FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY, FLAG_CUMULATIVE, FLAG_MERGE_B,
     FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Params, WORKGROUP_SIZE,
 };
@@ -257,15 +262,14 @@ impl BatchNorm {
             let p = &self.set.pipelines;
             let mut steps = Vec::new();
             let partials = self.record_stats_partials(&mut steps, shape, &plan, 0, x, &scratch)?;
-            let dummy = self.set.dummy.slice(..);
+            let bindings = MergeBindings {
+                a: partials,
+                b: self.set.dummy.slice(..),
+                out,
+            };
             let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
-            self.dispatch(
-                &mut steps,
-                &p.stats_merge,
-                &global,
-                &[partials, dummy, out],
-                per_channel,
-            );
+            let merge = &p.stats_merge;
+            self.dispatch(&mut steps, merge, &global, &bindings.slices(), per_channel);
             Ok(steps)
         })?;
         record(encoder, "wgpu-batchnorm.statistics", &steps);
@@ -294,13 +298,9 @@ impl BatchNorm {
             let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
             let mut steps = Vec::new();
             let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
-            self.dispatch(
-                &mut steps,
-                &self.set.pipelines.stats_merge,
-                &params,
-                &[a, b, out],
-                groups,
-            );
+            let merge = &self.set.pipelines.stats_merge;
+            let bindings = MergeBindings { a, b, out }.slices();
+            self.dispatch(&mut steps, merge, &params, &bindings, groups);
             Ok(steps)
         })?;
         record(encoder, "wgpu-batchnorm.merge-statistics", &steps);
