@@ -240,9 +240,26 @@ pub fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
     }
 }
 
-/// One forward and its backward on fresh data on `queue` (of `bn`'s device), every output
-/// compared with the reference.
+/// The one case builder of the suite, through the recording API: one forward and its
+/// backward of `bn` on fresh `data` on `queue` (of `bn`'s device), outputs poisoned
+/// first, every output compared with the reference ([`check_recorded_with`]).
 pub fn check_on(
+    queue: &wgpu::Queue,
+    bn: &BatchNorm,
+    mode: Mode,
+    shape: &TensorShape,
+    data: Data,
+    tol: f64,
+    rng: &mut StdRng,
+) {
+    let inject = Inject::default();
+    check_recorded_with(bn.device(), queue, bn, mode, shape, data, tol, rng, &inject);
+}
+
+/// The blocking host layer on top of the recording API (`forward_host`, `backward_host`),
+/// tested once: one forward and its backward on fresh `data`, every output compared with
+/// the reference.
+pub fn check_host(
     queue: &wgpu::Queue,
     bn: &BatchNorm,
     mode: Mode,
@@ -509,7 +526,8 @@ pub fn check_recorded(
     tol: f64,
     rng: &mut StdRng,
 ) {
-    check_recorded_with(device, queue, bn, mode, shape, tol, rng, &Inject::default());
+    let inject = Inject::default();
+    check_recorded_with(device, queue, bn, mode, shape, ORDINARY, tol, rng, &inject);
 }
 
 /// Values written over the random inputs of [`check_recorded_with`]: (flat index, value)
@@ -529,8 +547,8 @@ impl Inject {
     }
 }
 
-/// [`check_recorded`] with `inject` written over the random inputs. Non-finite outputs
-/// must match the reference's (see `reference::non_finite_matches`).
+/// [`check_recorded`] on `data`, with `inject` written over the random inputs. Non-finite
+/// outputs must match the reference's (see `reference::non_finite_matches`).
 #[allow(clippy::too_many_arguments)]
 pub fn check_recorded_with(
     device: &wgpu::Device,
@@ -538,6 +556,7 @@ pub fn check_recorded_with(
     bn: &BatchNorm,
     mode: Mode,
     shape: &TensorShape,
+    data: Data,
     tol: f64,
     rng: &mut StdRng,
     inject: &Inject,
@@ -552,14 +571,15 @@ pub fn check_recorded_with(
         bn.uses_subgroups()
     );
     let [mut x, mut z, mut dy] =
-        [(1.0, 2.0), (0.0, 1.0), (0.2, 1.0)].map(|(m, s)| normal(rng, n, m, s));
+        [(data.mean, data.std), (0.0, 1.0), (0.2, 1.0)].map(|(m, s)| normal(rng, n, m, s));
     Inject::apply(&inject.x, &mut x);
     Inject::apply(&inject.z, &mut z);
     Inject::apply(&inject.dy, &mut dy);
     let [x, z, dy] = [x, z, dy].map(|v| round_to(dtype, &v));
     let gamma = normal(rng, c, 1.0, 0.3);
     let beta = normal(rng, c, 0.0, 0.5);
-    let (rm, rv) = (normal(rng, c, 1.0, 0.2), uniform(rng, c, 2.0, 6.0));
+    let start = random_running(rng, c, data);
+    let (rm, rv) = (start.mean.clone(), start.var.clone());
     let add = config.epilogue == Epilogue::AddRelu;
     let fused = config.epilogue != Epilogue::None;
     let poison = vec![f32::NAN; n];
@@ -573,7 +593,7 @@ pub fn check_recorded_with(
     let (rmb, rvb, tb) = (
         upload_f32(device, &rm),
         upload_f32(device, &rv),
-        upload_f32(device, &[0.0]),
+        upload_bytes(device, bytemuck::bytes_of(&start.num_batches_tracked)),
     );
     let [smb, sib, dgb, dbb] = [(); 4].map(|_| upload_f32(device, &vec![f32::NAN; c]));
     let batch = config.uses_batch_stats(mode);
@@ -633,11 +653,7 @@ pub fn check_recorded_with(
 
     let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     let y = read_tensor(device, queue, dtype, &yb, n);
-    let mut want_running = config.track_running_stats.then(|| reference::RunningStats {
-        mean: widen(&rm),
-        var: widen(&rv),
-        num_batches_tracked: 0,
-    });
+    let mut want_running = config.track_running_stats.then(|| to_ref(&start));
     let before = want_running.clone();
     let affine = config.affine.then_some((gamma.as_slice(), beta.as_slice()));
     let mut want = reference::forward(&config, mode, shape, &x, affine, want_running.as_mut());
@@ -648,23 +664,38 @@ pub fn check_recorded_with(
     if let Some((wm, ws)) = &want.saved {
         assert_close_scaled(&case, "save_mean", &sm, wm, &mean_abs, tol);
         assert_close(&case, "save_invstd", &si, ws, tol);
+        // Finite data has a positive, finite invstd.
+        if inject.x.is_empty() {
+            assert!(
+                si.iter().all(|v| v.is_finite() && *v > 0.0),
+                "{case}: invstd {si:?}"
+            );
+        }
     }
     if let (Some(w), Some(old)) = (&want_running, &before) {
-        assert_close_scaled(
-            &case,
-            "running_mean",
-            &read_f32(device, queue, &rmb),
-            &w.mean,
-            &running_mean_abs(&old.mean, &mean_abs),
-            tol,
+        let (got_mean, got_var) = (read_f32(device, queue, &rmb), read_f32(device, queue, &rvb));
+        let abs = running_mean_abs(&old.mean, &mean_abs);
+        assert_close_scaled(&case, "running_mean", &got_mean, &w.mean, &abs, tol);
+        assert_close(&case, "running_var", &got_var, &w.var, tol);
+        let count: u32 = bytemuck::pod_read_unaligned(&read_bytes(device, queue, &tb)[..4]);
+        assert_eq!(
+            u64::from(count),
+            w.num_batches_tracked,
+            "{case}: num_batches_tracked"
         );
-        assert_close(
-            &case,
-            "running_var",
-            &read_f32(device, queue, &rvb),
-            &w.var,
-            tol,
-        );
+        if inject.x.is_empty() {
+            assert!(
+                got_var.iter().all(|v| *v >= 0.0),
+                "{case}: negative running var"
+            );
+        }
+        if mode == Mode::Eval {
+            assert_eq!(
+                (&got_mean, &got_var),
+                (&rm, &rv),
+                "{case}: eval changed running stats"
+            );
+        }
     }
     let through = reference::through_epilogue(&dy, &y, config.epilogue);
     let want = reference::backward(

@@ -12,6 +12,7 @@ mod errors;
 mod f16;
 mod fold;
 mod forward_backward;
+mod host;
 mod non_finite;
 mod properties;
 mod pytorch;

@@ -197,6 +197,7 @@ fn nan_and_inf_propagate_as_in_pytorch() {
                                 &bn,
                                 mode,
                                 &shape,
+                                ORDINARY,
                                 tol,
                                 &mut rng,
                                 &inject,
@@ -225,7 +226,9 @@ fn nan_and_inf_propagate_in_pieces() {
         let bn = BatchNorm::with_reduction(&device, config, Reduction::Workgroup).unwrap();
         for mode in MODES {
             for inject in injections(&shape, &mut rng, epilogue) {
-                check_recorded_with(&device, &queue, &bn, mode, &shape, TOL, &mut rng, &inject);
+                check_recorded_with(
+                    &device, &queue, &bn, mode, &shape, ORDINARY, TOL, &mut rng, &inject,
+                );
             }
         }
     }
