@@ -41,7 +41,7 @@ mod shape;
 mod stats;
 
 pub use batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, KernelPath,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, Dispatch, ForwardBuffers, KernelPath,
     RunningStats, SavedStats,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};

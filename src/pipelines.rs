@@ -10,6 +10,8 @@ use crate::kernels::*;
 /// A kernel's pipeline and bind group layout.
 #[derive(Debug)]
 pub(crate) struct Kernel {
+    /// The kernel's file name in `shaders/`, without `.wgsl`.
+    pub name: &'static str,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
 }
@@ -75,7 +77,11 @@ impl Kernel {
             compilation_options: Default::default(),
             cache: None,
         });
-        Self { pipeline, layout }
+        Self {
+            name: spec.name,
+            pipeline,
+            layout,
+        }
     }
 }
 

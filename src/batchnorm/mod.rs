@@ -36,6 +36,7 @@ pub use args::{
     AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, RunningStats, SavedStats,
 };
 pub use plan::KernelPath;
+pub use steps::Dispatch;
 pub(crate) use steps::buffer_with;
 
 /// A batch-norm layer's GPU side: pipelines built once for one device and configuration,
@@ -212,6 +213,31 @@ impl BatchNorm {
         let steps = scoped(&self.device, || self.forward_steps(mode, shape, bufs, None))?;
         record(encoder, "wgpu-batchnorm.forward", &steps);
         Ok(())
+    }
+
+    /// The dispatches [`BatchNorm::forward`] would record for these arguments, in order,
+    /// without recording anything: the plan's steps as data (kernel and grid). Fails as
+    /// `forward` would.
+    pub fn forward_dispatches(
+        &self,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &ForwardBuffers<'_>,
+    ) -> Result<Vec<Dispatch>> {
+        let steps = scoped(&self.device, || self.forward_steps(mode, shape, bufs, None))?;
+        Ok(steps.iter().map(Step::describe).collect())
+    }
+
+    /// The dispatches [`BatchNorm::backward`] would record, as
+    /// [`BatchNorm::forward_dispatches`].
+    pub fn backward_dispatches(
+        &self,
+        mode: Mode,
+        shape: &TensorShape,
+        bufs: &BackwardBuffers<'_>,
+    ) -> Result<Vec<Dispatch>> {
+        let steps = scoped(&self.device, || self.backward_steps(mode, shape, bufs))?;
+        Ok(steps.iter().map(Step::describe).collect())
     }
 
     /// Records a training forward that normalizes with the given per-channel statistics

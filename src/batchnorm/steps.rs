@@ -169,6 +169,26 @@ pub(super) struct Step<'k> {
     grid: (u32, u32),
 }
 
+impl Step<'_> {
+    /// What this step dispatches, as data.
+    pub(super) fn describe(&self) -> Dispatch {
+        Dispatch {
+            kernel: self.kernel.name,
+            workgroups: self.grid,
+        }
+    }
+}
+
+/// One dispatch a call records, as data: its kernel (the file name in `shaders/` without
+/// `.wgsl`) and its grid of workgroups (x, y). See [`BatchNorm::forward_dispatches`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The kernel, e.g. `"stats_partial"`.
+    pub kernel: &'static str,
+    /// Workgroups in x and y.
+    pub workgroups: (u32, u32),
+}
+
 /// Records `steps` in order into one compute pass labelled `label`. Called only once every
 /// step exists, so a call that fails records nothing.
 pub(super) fn record(encoder: &mut wgpu::CommandEncoder, label: &str, steps: &[Step<'_>]) {

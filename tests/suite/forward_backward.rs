@@ -427,3 +427,94 @@ fn every_kernel_path_matches_the_reference() {
         }
     }
 }
+
+/// The plan's steps as data: the kernels a training forward dispatches on each path, in
+/// order (`BatchNorm::forward_dispatches` records nothing), also for a tensor in pieces
+/// whose partials are folded piece by piece.
+#[test]
+fn each_path_dispatches_its_kernels() {
+    let gpu = gpu();
+    let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
+    let split = |partial: &'static str| {
+        vec![
+            partial,
+            "stats_finalize",
+            "running_update",
+            "running_update",
+            "normalize",
+        ]
+    };
+    let one_pass = |kernel| match fused {
+        true => vec![kernel, "running_update", "running_update"],
+        false => split("stats_partial"),
+    };
+    let cases: [(&[usize], Layout, bool, Vec<&str>); 5] = [
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            true,
+            one_pass("forward_fused"),
+        ),
+        (
+            &[2, 300, 5],
+            Layout::ChannelsFirst,
+            true,
+            one_pass("forward_thin"),
+        ),
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            false,
+            split("stats_partial"),
+        ),
+        (
+            &[16, 4, 64, 64],
+            Layout::ChannelsFirst,
+            true,
+            split("stats_partial"),
+        ),
+        (
+            &[4, 8, 8, 16],
+            Layout::ChannelsLast,
+            true,
+            split("stats_partial_rows"),
+        ),
+    ];
+    for (dims, layout, allow_one_pass, want) in cases {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let mut bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(shape.channels())).unwrap();
+        if !allow_one_pass {
+            bn = bn.without_one_pass_kernels();
+        }
+        let bufs = TrainBufs::new(&gpu.device, &shape);
+        let got: Vec<&str> = bn
+            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+            .unwrap()
+            .iter()
+            .map(|d| d.kernel)
+            .collect();
+        assert_eq!(
+            got, want,
+            "{dims:?} {layout:?} one-pass allowed {allow_one_pass}"
+        );
+    }
+    // Three pieces of 1,024 values on a 4 KiB binding limit, 128 channels: each piece's
+    // partials merged into the running records before the next piece.
+    let (device, _queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let shape = TensorShape::channels_first(&[24, 128]).unwrap();
+    let bn = BatchNorm::new(&device, BatchNormConfig::new(128)).unwrap();
+    let bufs = TrainBufs::new(&device, &shape);
+    let got: Vec<&str> = bn
+        .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+        .unwrap()
+        .iter()
+        .map(|d| d.kernel)
+        .collect();
+    let mut want = ["stats_partial_rows", "stats_merge"].repeat(3);
+    want.extend(["stats_finalize", "running_update", "running_update"]);
+    want.extend(["normalize"; 3]);
+    assert_eq!(got, want, "folded plan");
+}
