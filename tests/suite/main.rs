@@ -14,6 +14,7 @@ mod fold;
 mod forward_backward;
 mod host;
 mod non_finite;
+mod paths;
 mod properties;
 mod pytorch;
 mod recording;

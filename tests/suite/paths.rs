@@ -1,0 +1,259 @@
+//! The kernel paths as the plan names them: which path each shape takes, what each path
+//! dispatches (`BatchNorm::forward_dispatches`), and every path, with and without the
+//! one-pass kernels, against the reference.
+
+use crate::common::*;
+use wgpu_batchnorm::{
+    AffineGrads, BackwardBuffers, BatchNorm, BatchNormConfig, KernelPath, Layout, Mode, Reduction,
+    SavedStats, TensorShape,
+};
+
+/// Every kernel path the plan names, each on a shape that takes it, forward and backward
+/// against the reference, with and without the one-pass kernels (which then give way to
+/// the split reduction); the path each call takes is asserted, so a change to the plan
+/// that moves a shape to another path shows here.
+#[test]
+fn every_kernel_path_matches_the_reference() {
+    use KernelPath::*;
+    let gpu = gpu();
+    let mut rng = rng();
+    // Devices that bind fewer than 8 storage buffers per stage have no one-pass kernels.
+    let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
+    let available = |p| match p {
+        OnePassWorkgroup | OnePassInvocation if !fused => SplitReduction,
+        p => p,
+    };
+    let cases: [(&[usize], Layout, Mode, KernelPath, KernelPath); 7] = [
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            OnePassWorkgroup,
+            OnePassWorkgroup,
+        ),
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            Mode::Eval,
+            Elementwise,
+            OnePassWorkgroup,
+        ),
+        (
+            &[2, 300, 5],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            OnePassInvocation,
+            OnePassInvocation,
+        ),
+        (
+            &[16, 4, 64, 64],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            SplitReduction,
+            SplitReduction,
+        ),
+        (
+            &[4, 8, 8, 16],
+            Layout::ChannelsLast,
+            Mode::Train,
+            RowBlocks,
+            RowBlocks,
+        ),
+        (
+            &[512, 32],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            RowBlocks,
+            RowBlocks,
+        ),
+        (
+            &[512, 32],
+            Layout::ChannelsFirst,
+            Mode::Eval,
+            Elementwise,
+            RowBlocks,
+        ),
+    ];
+    for (dims, layout, mode, forward, backward) in cases {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let config = BatchNormConfig::new(shape.channels());
+        for bn in layers(config) {
+            let separate = BatchNorm::with_reduction(
+                &gpu.device,
+                config,
+                if bn.uses_subgroups() {
+                    Reduction::Subgroup
+                } else {
+                    Reduction::Workgroup
+                },
+            )
+            .unwrap()
+            .without_one_pass_kernels();
+            for (bn, one_pass) in [(bn, true), (separate, false)] {
+                let want = |p| match available(p) {
+                    OnePassWorkgroup | OnePassInvocation if !one_pass => SplitReduction,
+                    p => p,
+                };
+                let case = format!("{dims:?} {layout:?} {mode:?} one-pass allowed {one_pass}");
+                assert_eq!(
+                    bn.forward_path(&shape, mode).unwrap(),
+                    want(forward),
+                    "{case}"
+                );
+                assert_eq!(
+                    bn.backward_path(&shape, mode).unwrap(),
+                    want(backward),
+                    "{case}"
+                );
+                check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+            }
+        }
+    }
+}
+
+/// The plan's steps as data: the kernels a training forward dispatches on each path, in
+/// order (`BatchNorm::forward_dispatches` records nothing), also for a tensor in pieces
+/// whose partials are folded piece by piece.
+#[test]
+fn each_path_dispatches_its_kernels() {
+    let gpu = gpu();
+    let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
+    let split = |partial: &'static str| {
+        vec![
+            partial,
+            "stats_finalize",
+            "running_update",
+            "running_update",
+            "normalize",
+        ]
+    };
+    let one_pass = |kernel| match fused {
+        true => vec![kernel, "running_update", "running_update"],
+        false => split("stats_partial"),
+    };
+    let cases: [(&[usize], Layout, bool, Vec<&str>); 5] = [
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            true,
+            one_pass("forward_fused"),
+        ),
+        (
+            &[2, 300, 5],
+            Layout::ChannelsFirst,
+            true,
+            one_pass("forward_thin"),
+        ),
+        (
+            &[4, 3, 9, 11],
+            Layout::ChannelsFirst,
+            false,
+            split("stats_partial"),
+        ),
+        (
+            &[16, 4, 64, 64],
+            Layout::ChannelsFirst,
+            true,
+            split("stats_partial"),
+        ),
+        (
+            &[4, 8, 8, 16],
+            Layout::ChannelsLast,
+            true,
+            split("stats_partial_rows"),
+        ),
+    ];
+    for (dims, layout, allow_one_pass, want) in cases {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let mut bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(shape.channels())).unwrap();
+        if !allow_one_pass {
+            bn = bn.without_one_pass_kernels();
+        }
+        let bufs = TrainBufs::new(&gpu.device, &shape);
+        let got: Vec<&str> = bn
+            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+            .unwrap()
+            .iter()
+            .map(|d| d.kernel)
+            .collect();
+        assert_eq!(
+            got, want,
+            "{dims:?} {layout:?} one-pass allowed {allow_one_pass}"
+        );
+    }
+    // The backward of a training forward: per-channel preparation, then the one-pass kernel
+    // or partial sums, finalize and dx.
+    for (dims, want) in [
+        (
+            &[4, 3, 9, 11][..],
+            match fused {
+                true => vec!["backward_prep", "backward_fused"],
+                false => vec![
+                    "backward_prep",
+                    "backward_partial",
+                    "backward_finalize",
+                    "backward_dx",
+                ],
+            },
+        ),
+        (
+            &[16, 4, 64, 64],
+            vec![
+                "backward_prep",
+                "backward_partial",
+                "backward_finalize",
+                "backward_dx",
+            ],
+        ),
+    ] {
+        let shape = TensorShape::channels_first(dims).unwrap();
+        let (n, c) = (shape.numel(), shape.channels());
+        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c)).unwrap();
+        let t = TrainBufs::new(&gpu.device, &shape);
+        let zeros = |len: usize| upload_f32(&gpu.device, &vec![0.0; len]);
+        let (dy, dx, dgamma, dbeta) = (zeros(n), zeros(n), zeros(c), zeros(c));
+        let bufs = BackwardBuffers {
+            x: t.x.slice(..),
+            dy: dy.slice(..),
+            dx: dx.slice(..),
+            y: None,
+            dresidual: None,
+            gamma: Some(t.gamma.slice(..)),
+            grads: Some(AffineGrads {
+                dgamma: dgamma.slice(..),
+                dbeta: dbeta.slice(..),
+            }),
+            saved: Some(SavedStats {
+                mean: t.sm.slice(..),
+                invstd: t.si.slice(..),
+            }),
+            running: None,
+        };
+        let got: Vec<&str> = bn
+            .backward_dispatches(Mode::Train, &shape, &bufs)
+            .unwrap()
+            .iter()
+            .map(|d| d.kernel)
+            .collect();
+        assert_eq!(got, want, "{dims:?} backward");
+    }
+    // Three pieces of 1,024 values on a 4 KiB binding limit, 128 channels: each piece's
+    // partials merged into the running records before the next piece.
+    let (device, _queue) = device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let shape = TensorShape::channels_first(&[24, 128]).unwrap();
+    let bn = BatchNorm::new(&device, BatchNormConfig::new(128)).unwrap();
+    let bufs = TrainBufs::new(&device, &shape);
+    let got: Vec<&str> = bn
+        .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+        .unwrap()
+        .iter()
+        .map(|d| d.kernel)
+        .collect();
+    let mut want = ["stats_partial_rows", "stats_merge"].repeat(3);
+    want.extend(["stats_finalize", "running_update", "running_update"]);
+    want.extend(["normalize"; 3]);
+    assert_eq!(got, want, "folded plan");
+}
