@@ -5,6 +5,7 @@ use crate::batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats,
     SavedStats, buffer_with,
 };
+use crate::buffers::read_bytes;
 use crate::config::Mode;
 use crate::error::{BatchNormError, Result};
 use crate::shape::TensorShape;
@@ -84,61 +85,20 @@ impl<'d> HostCall<'d> {
         self.input(label, &vec![f32::NAN; len])
     }
 
-    /// Copies `buffers` to staging memory after the recorded work, submits, waits and
-    /// returns their bytes in order.
+    /// Submits the recorded work, then reads `buffers` back in order (waiting for both).
     fn finish(
         self,
         queue: &wgpu::Queue,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         buffers: &[&wgpu::Buffer],
     ) -> Result<Vec<Vec<u8>>> {
-        let staging: Vec<wgpu::Buffer> = buffers
-            .iter()
-            .map(|b| {
-                let s = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgpu-batchnorm.readback"),
-                    size: b.size(),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                encoder.copy_buffer_to_buffer(b, 0, &s, 0, b.size());
-                s
-            })
-            .collect();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         queue.submit([encoder.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(BatchNormError::Wgpu(e.to_string()));
         }
-        let receivers: Vec<_> = staging
-            .iter()
-            .map(|s| {
-                let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-                s.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-                rx
-            })
-            .collect();
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| BatchNormError::Readback(e.to_string()))?;
-        let mut out = Vec::new();
-        for (s, rx) in staging.iter().zip(receivers) {
-            match pollster::block_on(rx.receive()) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(BatchNormError::Readback(e.to_string())),
-                None => return Err(BatchNormError::Readback("map callback dropped".into())),
-            }
-            let bytes = s
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| BatchNormError::Readback(e.to_string()))?
-                .to_vec();
-            s.unmap();
-            out.push(bytes);
-        }
-        Ok(out)
+        let slices: Vec<wgpu::BufferSlice<'_>> = buffers.iter().map(|b| b.slice(..)).collect();
+        read_bytes(self.device, queue, &slices)
     }
 }
 

@@ -30,6 +30,7 @@
 
 mod batchnorm;
 mod blocking;
+mod buffers;
 mod config;
 mod device;
 mod error;
@@ -45,6 +46,9 @@ pub use batchnorm::{
     RunningStats, SavedStats,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
+pub use buffers::{
+    UPLOAD_USAGES, read_f16, read_f16_async, read_f32, read_f32_async, upload_f16, upload_f32,
+};
 pub use config::{
     BatchNormConfig, DType, Epilogue, Mode, MomentumConvention, Reduction, VarianceConvention,
 };

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod buffers;
 mod conventions;
 mod epilogue;
 mod errors;

@@ -69,22 +69,17 @@ impl TrainBufs {
     }
 }
 
-/// A storage buffer holding f32 values.
+/// A storage buffer holding f32 values (the crate's `upload_f32`).
 pub fn upload_f32(device: &wgpu::Device, v: &[f32]) -> wgpu::Buffer {
-    upload_bytes(device, bytemuck::cast_slice(v))
+    wgpu_batchnorm::upload_f32(device, "test", v).unwrap()
 }
 
-/// A tensor of `dtype` holding `v` (f16: rounded, padded to a whole 4-byte word with NaN).
+/// A tensor of `dtype` holding `v` (f16: rounded, padded to a whole 4-byte word with NaN;
+/// the crate's `upload_f16`).
 pub fn upload_tensor(device: &wgpu::Device, dtype: DType, v: &[f32]) -> wgpu::Buffer {
     match dtype {
         DType::F32 => upload_f32(device, v),
-        DType::F16 => {
-            let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
-            if h.len() % 2 == 1 {
-                h.push(half::f16::NAN);
-            }
-            upload_bytes(device, bytemuck::cast_slice(&h))
-        }
+        DType::F16 => wgpu_batchnorm::upload_f16(device, "test", v).unwrap(),
     }
 }
 
@@ -98,30 +93,15 @@ pub fn round_to(dtype: DType, v: &[f32]) -> Vec<f32> {
 
 /// The bytes of `buffer`, after everything submitted so far.
 pub fn read_bytes(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer) -> Vec<u8> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("test readback"),
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    queue.submit([encoder.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let bytes = staging.slice(..).get_mapped_range().unwrap().to_vec();
-    staging.unmap();
-    bytes
+    bytemuck::cast_slice(&read_f32(device, queue, buffer)).to_vec()
 }
 
-/// The f32 values of `buffer`.
+/// The f32 values of `buffer` (the crate's `read_f32`).
 pub fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer) -> Vec<f32> {
-    bytemuck::pod_collect_to_vec(&read_bytes(device, queue, buffer))
+    wgpu_batchnorm::read_f32(device, queue, buffer.slice(..)).unwrap()
 }
 
-/// The first `n` values of a `dtype` tensor, as f32.
+/// The first `n` values of a `dtype` tensor, as f32 (the crate's `read_f32`, `read_f16`).
 pub fn read_tensor(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
@@ -129,12 +109,8 @@ pub fn read_tensor(
     buffer: &wgpu::Buffer,
     n: usize,
 ) -> Vec<f32> {
-    let bytes = read_bytes(device, queue, buffer);
     match dtype {
-        DType::F32 => bytemuck::pod_collect_to_vec(&bytes[..4 * n]),
-        DType::F16 => {
-            let h: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes[..(2 * n).div_ceil(4) * 4]);
-            h[..n].iter().map(|x| x.to_f32()).collect()
-        }
+        DType::F32 => read_f32(device, queue, buffer)[..n].to_vec(),
+        DType::F16 => wgpu_batchnorm::read_f16(device, queue, buffer.slice(..), n).unwrap(),
     }
 }
