@@ -34,10 +34,7 @@ fn relu_and_residual_relu_every_mode_layout_and_reduction() {
 
 #[test]
 fn epilogues_on_tensors_processed_in_pieces() {
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let mut rng = rng();
     let shape = TensorShape::channels_first(&[5, 3, 11, 13]).unwrap();
     for epilogue in [Epilogue::Relu, Epilogue::AddRelu] {

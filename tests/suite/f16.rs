@@ -64,10 +64,7 @@ fn f16_tensors_in_pieces() {
     if !f16_or_error(&gpu().device) {
         return;
     }
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let mut rng = rng();
     let shape = TensorShape::channels_first(&[5, 3, 13, 11]).unwrap(); // 2,145 values
     let config = BatchNormConfig::new(3).dtype(DType::F16);

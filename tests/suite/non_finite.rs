@@ -215,10 +215,7 @@ fn nan_and_inf_propagate_as_in_pytorch() {
 /// The same for a tensor processed in pieces (a device with a 4 KiB binding limit).
 #[test]
 fn nan_and_inf_propagate_in_pieces() {
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let mut rng = rng();
     let shape = TensorShape::channels_first(&[5, 3, 11, 13]).unwrap();
     for epilogue in [Epilogue::None, Epilogue::AddRelu] {

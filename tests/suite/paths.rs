@@ -239,10 +239,7 @@ fn each_path_dispatches_its_kernels() {
     }
     // Three pieces of 1,024 values on a 4 KiB binding limit, 128 channels: each piece's
     // partials merged into the running records before the next piece.
-    let (device, _queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, _queue) = small_binding_device();
     let shape = TensorShape::channels_first(&[24, 128]).unwrap();
     let bn = BatchNorm::new(&device, BatchNormConfig::new(128)).unwrap();
     let bufs = TrainBufs::new(&device, &shape);

@@ -35,10 +35,7 @@ const PIECE_SHAPES: [(&[usize], Layout); 6] = [
 #[test]
 fn tensors_beyond_the_binding_limit_are_processed_in_pieces() {
     // A 4 KiB binding limit and 256-byte offset alignment make small tensors need pieces.
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let mut rng = rng();
     for (dims, layout) in PIECE_SHAPES {
         let shape = TensorShape::new(dims, layout).unwrap();
@@ -70,10 +67,7 @@ const FOLDED_SHAPES: [(&[usize], Layout); 4] = [
 
 #[test]
 fn partials_beyond_one_binding_are_folded_piece_by_piece() {
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let mut rng = rng();
     for (dims, layout) in FOLDED_SHAPES {
         let shape = TensorShape::new(dims, layout).unwrap();
@@ -111,10 +105,7 @@ fn partials_beyond_one_binding_are_folded_piece_by_piece() {
 #[test]
 fn per_channel_scratch_beyond_one_binding_is_a_typed_error() {
     // 32 bytes of per-channel scratch per channel: 129 channels need 4,128 > 4,096.
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let shape = TensorShape::channels_first(&[2, 129]).unwrap();
     let bn = BatchNorm::new(&device, BatchNormConfig::new(129)).unwrap();
     let x = vec![0.0; shape.numel()];
@@ -142,10 +133,7 @@ fn per_channel_scratch_beyond_one_binding_is_a_typed_error() {
 
 #[test]
 fn pieces_with_shared_memory_reductions_and_data_far_from_zero() {
-    let (device, queue) = device_with(|l| {
-        l.max_storage_buffer_binding_size = 4096;
-        l.min_storage_buffer_offset_alignment = 256;
-    });
+    let (device, queue) = small_binding_device();
     let mut rng = rng();
     let shape = TensorShape::channels_first(&[4, 3, 20, 20]).unwrap();
     let config = BatchNormConfig::new(3);

@@ -70,6 +70,15 @@ pub fn device_with(adjust: impl FnOnce(&mut wgpu::Limits)) -> (wgpu::Device, wgp
     .expect("device with adjusted limits")
 }
 
+/// A device whose storage bindings hold 4 KiB, with a 256-byte offset alignment, so that
+/// small tensors are processed in pieces.
+pub fn small_binding_device() -> (wgpu::Device, wgpu::Queue) {
+    device_with(|l| {
+        l.max_storage_buffer_binding_size = 4096;
+        l.min_storage_buffer_offset_alignment = 256;
+    })
+}
+
 /// The reductions this device can run: always shared memory, and subgroups when present.
 pub fn reductions(gpu: &HeadlessGpu) -> Vec<Reduction> {
     let mut r = vec![Reduction::Workgroup];
