@@ -141,19 +141,8 @@ impl BatchNorm {
             self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             // A folded plan: this piece's sums into the running records right away.
             if plan.fold {
-                let (merge_b, prev) = match i {
-                    0 => (0, dummy),
-                    _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
-                };
-                let params = self.params_buffer(shape, &plan, None, merge_b)?;
-                sums = scratch.folded(i);
-                let bindings = MergeBindings {
-                    a: partials,
-                    b: prev,
-                    out: sums,
-                };
                 let merge = &p.backward_merge;
-                self.dispatch(&mut steps, merge, &params, &bindings.slices(), per_channel);
+                sums = self.fold_piece(&mut steps, merge, shape, &plan, &scratch, i)?;
             }
         }
         if !plan.pieces.is_empty() || cfg.affine {

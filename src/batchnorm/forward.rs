@@ -17,7 +17,7 @@ impl BatchNorm {
         scratch: &'s ScratchBuffers,
     ) -> Result<wgpu::BufferSlice<'s>> {
         let partials = scratch.partials();
-        let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+        let mut merged = partials;
         for (i, piece) in plan.pieces.iter().enumerate() {
             let params = self.params_buffer(shape, plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
@@ -32,24 +32,11 @@ impl BatchNorm {
             };
             self.dispatch(steps, kernel, &params, &bindings.slices(), groups);
             if plan.fold {
-                let (merge_b, prev) = match i {
-                    0 => (0, self.set.dummy.slice(..)),
-                    _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
-                };
-                let params = self.params_buffer(shape, plan, None, merge_b)?;
-                let bindings = MergeBindings {
-                    a: partials,
-                    b: prev,
-                    out: scratch.folded(i),
-                };
                 let merge = &self.set.pipelines.stats_merge;
-                self.dispatch(steps, merge, &params, &bindings.slices(), per_channel);
+                merged = self.fold_piece(steps, merge, shape, plan, scratch, i)?;
             }
         }
-        Ok(match plan.pieces.len() {
-            n if plan.fold => scratch.folded(n - 1),
-            _ => partials,
-        })
+        Ok(merged)
     }
 
     /// The dispatches of a forward (or of `forward_with_statistics` with `given`), every

@@ -108,6 +108,34 @@ impl BatchNorm {
         })
     }
 
+    /// For a folded plan (`Plan::fold`): adds to `steps` the merge of piece `i`'s partials
+    /// with the running records of the pieces before it (`merge`: `stats_merge` or
+    /// `backward_merge`; piece 0 starts them), and returns the records it writes.
+    pub(super) fn fold_piece<'k, 's>(
+        &'k self,
+        steps: &mut Vec<Step<'k>>,
+        merge: &'k Kernel,
+        shape: &TensorShape,
+        plan: &Plan,
+        scratch: &'s ScratchBuffers,
+        i: usize,
+    ) -> Result<wgpu::BufferSlice<'s>> {
+        let (flags, prev) = match i {
+            0 => (0, self.set.dummy.slice(..)),
+            _ => (FLAG_MERGE_B, scratch.folded(i - 1)),
+        };
+        let params = self.params_buffer(shape, plan, None, flags)?;
+        let out = scratch.folded(i);
+        let bindings = MergeBindings {
+            a: scratch.partials(),
+            b: prev,
+            out,
+        };
+        let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+        self.dispatch(steps, merge, &params, &bindings.slices(), groups);
+        Ok(out)
+    }
+
     /// Workgroups of a grid-stride elementwise pass over `len` elements.
     pub(super) fn elementwise_groups(&self, len: u64) -> usize {
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
