@@ -2,10 +2,9 @@
 //! For examples, tests and quick use; training code should use the recording API.
 
 use crate::batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats,
-    SavedStats, buffer_with,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, ForwardBuffers, RunningStats, SavedStats,
 };
-use crate::buffers::read_bytes;
+use crate::buffers::{read_bytes, upload_words};
 use crate::config::Mode;
 use crate::error::{BatchNormError, Result};
 use crate::shape::TensorShape;
@@ -67,17 +66,8 @@ impl<'d> HostCall<'d> {
     /// Empty data (the tensors of an empty batch, which are not accessed) gets 4 bytes, as
     /// wgpu has no empty buffer slices.
     fn input<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
-        let bytes: &[u8] = if data.is_empty() {
-            &[0; 4]
-        } else {
-            bytemuck::cast_slice(data)
-        };
-        buffer_with(
-            self.device,
-            label,
-            bytes,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        )
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        upload_words(self.device, label, data, usage)
     }
 
     /// An output buffer of `len` f32, poisoned with NaN so unwritten values show.

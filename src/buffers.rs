@@ -27,12 +27,22 @@ pub const UPLOAD_USAGES: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 /// A storage buffer (usages [`UPLOAD_USAGES`]) holding `data` as f32. Empty data gets one
 /// 4-byte word (wgpu has no empty buffers), which no call of an empty batch reads.
 pub fn upload_f32(device: &wgpu::Device, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+    upload_words(device, label, data, UPLOAD_USAGES)
+}
+
+/// A buffer with `usage` holding `data` (4-byte values); empty data gets one zero word.
+pub(crate) fn upload_words<T: bytemuck::Pod>(
+    device: &wgpu::Device,
+    label: &str,
+    data: &[T],
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
     let bytes: &[u8] = if data.is_empty() {
         &[0; 4]
     } else {
         bytemuck::cast_slice(data)
     };
-    buffer_with(device, label, bytes, UPLOAD_USAGES)
+    buffer_with(device, label, bytes, usage)
 }
 
 /// A storage buffer (usages [`UPLOAD_USAGES`]) holding `data` rounded to f16 (to nearest,
@@ -40,12 +50,9 @@ pub fn upload_f32(device: &wgpu::Device, label: &str, data: &[f32]) -> Result<wg
 /// whole 4-byte word.
 pub fn upload_f16(device: &wgpu::Device, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
     let mut halves: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
-    if halves.len() % 2 == 1 || halves.is_empty() {
-        halves.push(f16::NAN);
-        if halves.len() % 2 == 1 {
-            halves.push(f16::NAN);
-        }
-    }
+    // Whole 4-byte words, at least one.
+    let words = halves.len().div_ceil(2).max(1);
+    halves.resize(2 * words, f16::NAN);
     buffer_with(device, label, bytemuck::cast_slice(&halves), UPLOAD_USAGES)
 }
 
