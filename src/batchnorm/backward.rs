@@ -78,7 +78,10 @@ impl BatchNorm {
         }
         flags |= epilogue_flags(cfg.epilogue);
         let plan = self.plan(shape, batch || cfg.affine)?;
-        let global = self.params_buffer(shape, &plan, None, flags)?;
+        // The running records of a folded plan are read as one partial per channel.
+        let one_record = Plan::one_record();
+        let global_plan = if plan.fold { &one_record } else { &plan };
+        let global = self.params_buffer(shape, global_plan, None, flags)?;
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.set.dummy.slice(..);
@@ -146,12 +149,6 @@ impl BatchNorm {
             }
         }
         if !plan.pieces.is_empty() || cfg.affine {
-            // The running records of a folded plan are one partial per channel.
-            let finalize = if plan.fold {
-                self.params_buffer(shape, &Plan::one_record(), None, flags)?
-            } else {
-                global.clone()
-            };
             let bindings = BackwardFinalizeBindings {
                 partials: sums,
                 chan,
@@ -159,13 +156,7 @@ impl BatchNorm {
                 dbeta,
             };
             let kernel = &p.backward_finalize;
-            self.dispatch(
-                &mut steps,
-                kernel,
-                &finalize,
-                &bindings.slices(),
-                per_channel,
-            );
+            self.dispatch(&mut steps, kernel, &global, &bindings.slices(), per_channel);
         }
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
