@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
     };
     let [x, y, dy, dx] = [(); 4].map(|_| buffer(shape.numel()));
     let [g, b, rm, rv, sm, si, dg, db] = [(); 8].map(|_| buffer(ch));
-    let nbt = buffer(1);
+    let nbt = buffer(2); // a u64
     let saved = SavedStats {
         mean: sm.slice(..),
         invstd: si.slice(..),

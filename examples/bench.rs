@@ -433,7 +433,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let beta = filled(&gpu, &normal(&mut rng, c, 0.0, 0.2));
         let rmean = filled(&gpu, &vec![0.0; c]);
         let rvar = filled(&gpu, &vec![1.0; c]);
-        let tracked = filled(&gpu, &[0.0]);
+        let tracked = filled(&gpu, &[0.0; 2]);
         let smean = storage(&gpu, 4 * c as u64);
         let sinvstd = storage(&gpu, 4 * c as u64);
         let dgamma = storage(&gpu, 4 * c as u64);

@@ -4,7 +4,8 @@
 // rule: new = (1 - m) * old + m * batch, with the unbiased batch variance n / (n - 1) * var
 // (or the biased one, FLAG_BIASED_VAR), m the new batch's weight (the host converts
 // Keras-style momentum), and m = 1 / num_batches_tracked (after the increment) when momentum
-// is None (cumulative average).
+// is None (cumulative average). num_batches_tracked is a 64-bit count, as PyTorch's int64:
+// two u32 words, low first (a little-endian u64), so it does not wrap after 2^32 batches.
 // Two dispatches: the channels in parallel over any number of workgroups (every one reads
 // the old count), then one with FLAG_COUNT_ONLY that increments the count. With
 // FLAG_SKIP_NON_FINITE, one dispatch of one workgroup does both: a batch whose mean or
@@ -15,7 +16,7 @@
 @group(0) @binding(1) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(4) var<storage, read_write> num_batches_tracked: array<u32>;
+@group(0) @binding(4) var<storage, read_write> num_batches_tracked: array<vec2<u32>>;
 @group(0) @binding(5) var<storage, read_write> skipped_batches: array<u32>;
 
 var<workgroup> non_finite: atomic<u32>;
@@ -41,16 +42,18 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let first = linear_workgroup(wid, nwg) == 0u && lid == 0u;
+    let tracked = incremented_count();
     if ((p.flags & FLAG_COUNT_ONLY) != 0u) {
         if (first) {
-            num_batches_tracked[0] = num_batches_tracked[0] + 1u;
+            store_count(tracked);
         }
         return;
     }
-    let tracked = num_batches_tracked[0] + 1u;
     var m = p.momentum;
     if ((p.flags & FLAG_CUMULATIVE) != 0u) {
-        m = 1.0 / f32(tracked);
+        // The nearest f32 to the count, then its reciprocal (the count's low word alone
+        // would lose the high one; f32(hi) * 2^32 is exact).
+        m = 1.0 / (f32(tracked.y) * 4294967296.0 + f32(tracked.x));
     }
     var n = p.channels;
     if (p.count == 0u) {
@@ -83,7 +86,7 @@ fn main(
         if (skip) {
             skipped_batches[0] = skipped_batches[0] + 1u;
         } else {
-            num_batches_tracked[0] = tracked;
+            store_count(tracked);
         }
     }
 }
@@ -92,4 +95,15 @@ fn update(c: u32, m: f32) {
     let s = chan[p.channels + c];
     running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
     running_var[c] = (1.0 - m) * running_var[c] + m * batch_var(s);
+}
+
+// num_batches_tracked + 1 as (low, high) words, the carry into the high word included.
+fn incremented_count() -> vec2<u32> {
+    let old = num_batches_tracked[0];
+    let lo = old.x + 1u;
+    return vec2<u32>(lo, old.y + select(0u, 1u, lo == 0u));
+}
+
+fn store_count(count: vec2<u32>) {
+    num_batches_tracked[0] = count;
 }

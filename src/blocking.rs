@@ -16,8 +16,8 @@ pub struct HostRunningStats {
     pub mean: Vec<f32>,
     /// Running unbiased variance per channel.
     pub var: Vec<f32>,
-    /// Training forwards seen.
-    pub num_batches_tracked: u32,
+    /// Training forwards seen (PyTorch's int64; does not wrap).
+    pub num_batches_tracked: u64,
 }
 
 impl HostRunningStats {
@@ -219,7 +219,7 @@ impl BatchNorm {
         if let Some(r) = running {
             r.mean = to_f32(&next());
             r.var = to_f32(&next());
-            r.num_batches_tracked = bytemuck::pod_read_unaligned(&next()[..4]);
+            r.num_batches_tracked = bytemuck::pod_read_unaligned(&next()[..8]);
         }
         let running_update_skipped =
             skipped_b.is_some() && bytemuck::pod_read_unaligned::<u32>(&next()[..4]) != 0;

@@ -157,7 +157,7 @@ bindings!(
         chan: 16,
         running_mean: 4,
         running_var: 4,
-        num_batches_tracked: 4,
+        num_batches_tracked: 8,
         skipped_batches: 4,
     }
 );

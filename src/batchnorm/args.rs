@@ -17,8 +17,9 @@ pub struct RunningStats<'a> {
     pub mean: wgpu::BufferSlice<'a>,
     /// Running (unbiased) variance.
     pub var: wgpu::BufferSlice<'a>,
-    /// One `u32`, incremented by every training forward (PyTorch keeps an int64). Required by
-    /// forwards that update the running statistics; not read otherwise.
+    /// One `u64` (8 bytes, little-endian, as PyTorch's int64 `num_batches_tracked`),
+    /// incremented by every training forward; it does not wrap after 2^32 batches. Required
+    /// by forwards that update the running statistics; not read otherwise.
     pub num_batches_tracked: Option<wgpu::BufferSlice<'a>>,
     /// One `u32`, incremented by every training forward that skipped the update because the
     /// batch statistics were not finite. Required exactly by forwards that update the

@@ -12,6 +12,8 @@ pub(super) enum Kind {
     PerChannel,
     /// One u32.
     Counter,
+    /// One u64 (two u32 words, low first: a little-endian u64).
+    Counter64,
     /// One statistics record (4 f32) per channel.
     Stats,
 }
@@ -46,6 +48,7 @@ impl BatchNorm {
                     ),
                 ),
                 Kind::Counter => (4, "one u32".to_string()),
+                Kind::Counter64 => (8, "one u64 (8 bytes, little-endian)".to_string()),
                 Kind::Stats => (
                     channels * 16,
                     format!("{channels} records of 4 f32 (count, mean - shift, variance, shift)"),
@@ -185,6 +188,13 @@ impl<'a> Bound<'a> {
             slice,
             written: true,
             kind: Kind::Counter,
+        }
+    }
+
+    pub(super) fn counter64(name: &'static str, slice: wgpu::BufferSlice<'a>) -> Self {
+        Self {
+            kind: Kind::Counter64,
+            ..Self::counter(name, slice)
         }
     }
 }

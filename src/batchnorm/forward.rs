@@ -104,7 +104,7 @@ impl BatchNorm {
             bound.push(Bound::channel("running_var", r.var, update));
         }
         if let Some(t) = tracked {
-            bound.push(Bound::counter("num_batches_tracked", t));
+            bound.push(Bound::counter64("num_batches_tracked", t));
         }
         if let Some(k) = skipped {
             bound.push(Bound::counter("skipped_batches", k));

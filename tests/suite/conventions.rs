@@ -56,9 +56,51 @@ fn every_convention_over_several_steps() {
                 );
                 assert_close(&case, "running_mean", &running.mean, &want.mean, TOL);
                 assert_close(&case, "running_var", &running.var, &want.var, TOL);
-                assert_eq!(running.num_batches_tracked, step);
+                assert_eq!(running.num_batches_tracked, u64::from(step));
             }
             check(&bn, Mode::Eval, &shape, ORDINARY, TOL, &mut rng);
+        }
+    }
+}
+
+/// `num_batches_tracked` is 64-bit, as PyTorch's int64: three training steps from
+/// 2^32 - 2 carry into the high word, and the cumulative average (momentum `None`, weight
+/// `1 / num_batches_tracked`) stays finite and equal to the reference's where a u32 count
+/// would wrap to 0 and divide by it.
+#[test]
+fn num_batches_tracked_passes_2_pow_32() {
+    let gpu = gpu();
+    let mut rng = rng();
+    let shape = TensorShape::channels_first(&[4, 3, 5]).unwrap();
+    for momentum in [None, Some(0.1)] {
+        let config = BatchNormConfig::new(3).momentum(momentum);
+        let bn = BatchNorm::new(&gpu.device, config).unwrap();
+        let start = (1u64 << 32) - 2;
+        let mut running = HostRunningStats {
+            num_batches_tracked: start,
+            ..HostRunningStats::new(3)
+        };
+        let mut want = reference::RunningStats {
+            num_batches_tracked: start,
+            ..reference::RunningStats::new(3)
+        };
+        for step in 1..=3 {
+            let case = format!("momentum {momentum:?}, step {step}");
+            let x = normal(&mut rng, shape.numel(), 2.0, 1.5);
+            let affine = Some((&[1.0; 3][..], &[0.0; 3][..]));
+            bn.forward_host(
+                &gpu.queue,
+                Mode::Train,
+                &shape,
+                &x,
+                affine,
+                Some(&mut running),
+            )
+            .unwrap();
+            reference::forward(&config, Mode::Train, &shape, &x, affine, Some(&mut want));
+            assert_eq!(running.num_batches_tracked, start + step, "{case}");
+            assert_close(&case, "running_mean", &running.mean, &want.mean, TOL);
+            assert_close(&case, "running_var", &running.var, &want.var, TOL);
         }
     }
 }

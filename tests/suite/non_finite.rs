@@ -12,7 +12,7 @@ fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
     reference::RunningStats {
         mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
         var: r.var.iter().map(|&v| f64::from(v)).collect(),
-        num_batches_tracked: u64::from(r.num_batches_tracked),
+        num_batches_tracked: r.num_batches_tracked,
     }
 }
 

@@ -131,7 +131,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     };
     let [xi, yi, dyi, dxi] = [(); 4].map(|_| pool.take(4 * n));
     let [gi, bi, rmi, rvi, smi, sii, dgi, dbi] = [(); 8].map(|_| pool.take(4 * c));
-    let ti = pool.take(4);
+    let ti = pool.take(8);
     let mut init = vec![f32::NAN; pool.end.div_ceil(4)];
     let mut put = |i: usize, v: &[f32]| {
         let s = pool.ranges[i].0 / 4;
@@ -143,7 +143,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     put(bi, &beta);
     put(rmi, &rmean);
     put(rvi, &rvar);
-    put(ti, &[f32::from_bits(7)]);
+    put(ti, &[f32::from_bits(7), 0.0]);
     let buffer = gpu
         .device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -280,8 +280,9 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         );
         assert_close_scaled(&label, "running_mean", &get(rmi, c), want_mean, &abs, TOL);
         assert_close(&label, "running_var", &get(rvi, c), want_var, TOL);
-        let tracked = get(ti, 1)[0].to_bits();
-        prop_assert_eq!(tracked, 7 + u32::from(case.mode == Mode::Train));
+        let words: Vec<u32> = get(ti, 2).iter().map(|w| w.to_bits()).collect();
+        let tracked = u64::from(words[0]) | u64::from(words[1]) << 32;
+        prop_assert_eq!(tracked, 7 + u64::from(case.mode == Mode::Train));
     }
     let saved_host = batch.then_some((got_saved.0.as_slice(), got_saved.1.as_slice()));
     let want = reference::backward(

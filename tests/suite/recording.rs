@@ -75,7 +75,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
     let beta = pool.take(bytes(c));
     let rmean = pool.take(bytes(c));
     let rvar = pool.take(bytes(c));
-    let tracked = pool.take(4);
+    let tracked = pool.take(8);
     let (sm_a, si_a) = (pool.take(bytes(c)), pool.take(bytes(c)));
     let (sm_b, si_b) = (pool.take(bytes(c)), pool.take(bytes(c)));
     let (dgamma, dbeta) = (pool.take(bytes(c)), pool.take(bytes(c)));
@@ -100,7 +100,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
     put(rvar, &vec![1.0; c]);
     let mut init: Vec<u8> = bytemuck::cast_slice(&init).to_vec();
     let t = pool.ranges[tracked].0 as usize;
-    init[t..t + 4].copy_from_slice(&0u32.to_ne_bytes());
+    init[t..t + 8].copy_from_slice(&0u64.to_le_bytes());
     let buffer = gpu
         .device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -228,7 +228,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
         TOL,
     );
     let t = pool.ranges[tracked].0 as usize;
-    assert_eq!(u32::from_ne_bytes(out[t..t + 4].try_into().unwrap()), 2);
+    assert_eq!(u64::from_le_bytes(out[t..t + 8].try_into().unwrap()), 2);
 
     let (sm, si) = (floats(&out, &pool, sm_a), floats(&out, &pool, si_a));
     let want = reference::backward(
@@ -287,7 +287,7 @@ fn two_layers_interleaved_in_one_encoder() {
             upload(&b),
             upload(&vec![0.0; c]),
             upload(&vec![1.0; c]),
-            upload(&[0.0]),
+            upload(&[0.0; 2]),
             upload(&vec![f32::NAN; c]),
             upload(&vec![f32::NAN; c]),
         );

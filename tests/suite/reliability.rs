@@ -227,7 +227,7 @@ fn empty_batch_behaves_like_pytorch() {
                     let increments = u32::from(mode == Mode::Train);
                     assert_eq!(
                         r.num_batches_tracked,
-                        start.num_batches_tracked + increments
+                        start.num_batches_tracked + u64::from(increments)
                     );
                 }
                 let batch = config.uses_batch_stats(mode);

@@ -57,7 +57,11 @@ fn forward_with(
     beta: &wgpu::Buffer,
 ) -> WithStats {
     let c = shape.channels();
-    let (rm, rv, t) = (upload(&vec![0.0; c]), upload(&vec![1.0; c]), upload(&[0.0]));
+    let (rm, rv, t) = (
+        upload(&vec![0.0; c]),
+        upload(&vec![1.0; c]),
+        upload(&[0.0; 2]),
+    );
     let yb = upload(&vec![f32::NAN; shape.numel()]);
     let (sm, si) = (upload(&vec![f32::NAN; c]), upload(&vec![f32::NAN; c]));
     submit(|e| {

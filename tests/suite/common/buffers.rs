@@ -39,7 +39,7 @@ impl TrainBufs {
             beta: zeros(c),
             rm: zeros(c),
             rv: zeros(c),
-            nbt: zeros(1),
+            nbt: zeros(2),
             sm: zeros(c),
             si: zeros(c),
         }
