@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
         grads: Some(AffineGrads {
             dgamma: dg.slice(..),
             dbeta: db.slice(..),
+            accumulate: false,
         }),
         saved: Some(saved),
         running: None,

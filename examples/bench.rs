@@ -519,6 +519,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             grads: Some(AffineGrads {
                                 dgamma: dgamma.slice(..),
                                 dbeta: dbeta.slice(..),
+                                accumulate: false,
                             }),
                             saved: Some(saved()),
                             running: None,

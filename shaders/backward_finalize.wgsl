@@ -23,8 +23,9 @@ fn main(
         }
         let f = backward_channel(sums_value(s), chan[p.channels + c]);
         if ((p.flags & FLAG_AFFINE) != 0u) {
-            dgamma[c] = f.dgamma;
-            dbeta[c] = f.dbeta;
+            let g = grads_out(f, vec2<f32>(dgamma[c], dbeta[c]));
+            dgamma[c] = g.x;
+            dbeta[c] = g.y;
         }
         chan[c] = f.coeffs;
     }

@@ -55,8 +55,9 @@ fn main(
             let t = sums_merge(vec4<f32>(0.0), r);
             let f = backward_channel(sums_value(t), st);
             if ((p.flags & FLAG_AFFINE) != 0u) {
-                dgamma[c] = f.dgamma;
-                dbeta[c] = f.dbeta;
+                let g = grads_out(f, vec2<f32>(dgamma[c], dbeta[c]));
+                dgamma[c] = g.x;
+                dbeta[c] = g.y;
             }
             coeffs = f.coeffs;
         }

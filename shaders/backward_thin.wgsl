@@ -47,8 +47,9 @@ fn main(
         }
         let f = backward_channel(sums_value(s), st);
         if ((p.flags & FLAG_AFFINE) != 0u) {
-            dgamma[c] = f.dgamma;
-            dbeta[c] = f.dbeta;
+            let g = grads_out(f, vec2<f32>(dgamma[c], dbeta[c]));
+            dgamma[c] = g.x;
+            dbeta[c] = g.y;
         }
         walk = walk_from(0u, 1u);
         for (var k = 0u; k < p.count; k = k + 1u) {

@@ -318,6 +318,16 @@ struct BackwardChannel {
     coeffs: vec4<f32>,
 }
 
+// The values to store in dgamma[c] and dbeta[c], which hold `held`: this call's
+// gradients, or with FLAG_ACCUMULATE_GRADS their sum with the held ones (PyTorch's .grad).
+fn grads_out(f: BackwardChannel, held: vec2<f32>) -> vec2<f32> {
+    let g = vec2<f32>(f.dgamma, f.dbeta);
+    if ((p.flags & FLAG_ACCUMULATE_GRADS) != 0u) {
+        return held + g;
+    }
+    return g;
+}
+
 fn backward_channel(s: vec2<f32>, st: vec4<f32>) -> BackwardChannel {
     let mean = st.x;
     let invstd = st.y;

@@ -301,6 +301,7 @@ impl BatchNorm {
                 grads: grads_b.as_ref().map(|(g, b)| AffineGrads {
                     dgamma: g.slice(..),
                     dbeta: b.slice(..),
+                    accumulate: false,
                 }),
                 saved: saved_b.as_ref().map(|(m, s)| SavedStats {
                     mean: m.slice(..),

@@ -31,9 +31,11 @@ pub(crate) const FLAG_MERGE_B: u32 = 128;
 /// `Params::flags` bit: `running_update` only increments `num_batches_tracked` (the second
 /// of its two dispatches where the channels are updated in parallel).
 pub(crate) const FLAG_COUNT_ONLY: u32 = 256;
+/// `Params::flags` bit: backward adds dgamma and dbeta to the values their buffers hold.
+pub(crate) const FLAG_ACCUMULATE_GRADS: u32 = 512;
 
 /// Every `Params::flags` bit by its WGSL name, for [`wgsl_prelude`].
-pub(crate) const FLAGS: [(&str, u32); 9] = [
+pub(crate) const FLAGS: [(&str, u32); 10] = [
     ("FLAG_AFFINE", FLAG_AFFINE),
     ("FLAG_CUMULATIVE", FLAG_CUMULATIVE),
     ("FLAG_BATCH_STATS", FLAG_BATCH_STATS),
@@ -43,6 +45,7 @@ pub(crate) const FLAGS: [(&str, u32); 9] = [
     ("FLAG_RESIDUAL", FLAG_RESIDUAL),
     ("FLAG_MERGE_B", FLAG_MERGE_B),
     ("FLAG_COUNT_ONLY", FLAG_COUNT_ONLY),
+    ("FLAG_ACCUMULATE_GRADS", FLAG_ACCUMULATE_GRADS),
 ];
 
 /// The WGSL declarations of the Rust side of the contract, generated so that the two

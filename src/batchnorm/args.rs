@@ -36,13 +36,17 @@ pub struct SavedStats<'a> {
     pub invstd: wgpu::BufferSlice<'a>,
 }
 
-/// Gradients of gamma and beta, `C` f32 values each, overwritten by backward.
+/// Gradients of gamma and beta, `C` f32 values each, written by backward.
 #[derive(Clone, Copy, Debug)]
 pub struct AffineGrads<'a> {
     /// Gradient of gamma: `sum(dy * xhat)` per channel.
     pub dgamma: wgpu::BufferSlice<'a>,
     /// Gradient of beta: `sum(dy)` per channel.
     pub dbeta: wgpu::BufferSlice<'a>,
+    /// `false`: the call's gradients overwrite `dgamma` and `dbeta`. `true`: they are added
+    /// to the values the buffers hold, as PyTorch accumulates into `.grad` (an empty batch
+    /// then adds nothing).
+    pub accumulate: bool,
 }
 
 /// Buffers of a forward call. `x` and `y` hold the tensor in the shape's layout.

@@ -77,6 +77,9 @@ impl BatchNorm {
             flags |= FLAG_BATCH_STATS;
         }
         flags |= epilogue_flags(cfg.epilogue);
+        if grads.is_some_and(|g| g.accumulate) {
+            flags |= FLAG_ACCUMULATE_GRADS;
+        }
         let plan = self.plan(shape, batch || cfg.affine)?;
         // The running records of a folded plan are read as one partial per channel.
         let one_record = Plan::one_record();

@@ -11,7 +11,8 @@ use wgpu_batchnorm::{
 /// Every kernel path the plan names, each on a shape that takes it, forward and backward
 /// against the reference, with and without the one-pass kernels (which then give way to
 /// the split reduction); the path each call takes is asserted, so a change to the plan
-/// that moves a shape to another path shows here.
+/// that moves a shape to another path shows here. Every backward kernel that writes the
+/// affine gradients does so once overwriting and once accumulating (`AffineGrads::accumulate`).
 #[test]
 fn every_kernel_path_matches_the_reference() {
     use KernelPath::*;
@@ -74,7 +75,7 @@ fn every_kernel_path_matches_the_reference() {
             RowBlocks,
         ),
     ];
-    for (dims, layout, mode, forward, backward) in cases {
+    for (i, (dims, layout, mode, forward, backward)) in cases.into_iter().enumerate() {
         let shape = TensorShape::new(dims, layout).unwrap();
         let config = BatchNormConfig::new(shape.channels());
         for bn in layers(config) {
@@ -94,6 +95,10 @@ fn every_kernel_path_matches_the_reference() {
                     OnePassWorkgroup | OnePassInvocation if !one_pass => SplitReduction,
                     p => p,
                 };
+                let inject = Inject {
+                    accumulate: one_pass == (i % 2 == 0),
+                    ..Inject::default()
+                };
                 let case = format!("{dims:?} {layout:?} {mode:?} one-pass allowed {one_pass}");
                 assert_eq!(
                     bn.forward_path(&shape, mode).unwrap(),
@@ -105,7 +110,11 @@ fn every_kernel_path_matches_the_reference() {
                     want(backward),
                     "{case}"
                 );
-                check(&bn, mode, &shape, ORDINARY, TOL, &mut rng);
+                let (device, queue) = (&gpu.device, &gpu.queue);
+                let data = ORDINARY;
+                check_recorded_with(
+                    device, queue, &bn, mode, &shape, data, TOL, &mut rng, &inject,
+                );
             }
         }
     }
@@ -222,6 +231,7 @@ fn each_path_dispatches_its_kernels() {
             grads: Some(AffineGrads {
                 dgamma: dgamma.slice(..),
                 dbeta: dbeta.slice(..),
+                accumulate: false,
             }),
             saved: Some(SavedStats {
                 mean: t.sm.slice(..),

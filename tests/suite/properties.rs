@@ -212,6 +212,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             grads: config.affine.then(|| AffineGrads {
                 dgamma: s(dgi),
                 dbeta: s(dbi),
+                accumulate: false,
             }),
             saved,
             running: bwd_running,

@@ -169,6 +169,7 @@ fn pooled_buffer_several_calls_in_one_encoder() {
             grads: Some(AffineGrads {
                 dgamma: s(dgamma),
                 dbeta: s(dbeta),
+                accumulate: false,
             }),
             saved: Some(SavedStats {
                 mean: s(sm_a),

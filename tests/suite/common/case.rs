@@ -154,13 +154,16 @@ pub fn check_recorded(
     check_recorded_with(device, queue, bn, mode, shape, ORDINARY, tol, rng, &inject);
 }
 
-/// Values written over the random inputs of [`check_recorded_with`]: (flat index, value)
-/// pairs for x, the residual z and dy, e.g. a NaN or an infinity.
+/// What [`check_recorded_with`] changes of its random case: values written over the
+/// inputs ((flat index, value) pairs for x, the residual z and dy, e.g. a NaN or an
+/// infinity), and whether dgamma and dbeta start with random values that the backward
+/// accumulates into (`AffineGrads::accumulate`) instead of poison it overwrites.
 #[derive(Clone, Debug, Default)]
 pub struct Inject {
     pub x: Vec<(usize, f32)>,
     pub z: Vec<(usize, f32)>,
     pub dy: Vec<(usize, f32)>,
+    pub accumulate: bool,
 }
 
 impl Inject {
@@ -219,7 +222,12 @@ pub fn check_recorded_with(
         upload_f32(device, &rv),
         upload_bytes(device, bytemuck::bytes_of(&start.num_batches_tracked)),
     );
-    let [smb, sib, dgb, dbb] = [(); 4].map(|_| upload_f32(device, &vec![f32::NAN; c]));
+    let [smb, sib] = [(); 2].map(|_| upload_f32(device, &vec![f32::NAN; c]));
+    let held = [(); 2].map(|_| match inject.accumulate {
+        true => normal(rng, c, 0.0, 10.0),
+        false => vec![f32::NAN; c],
+    });
+    let [dgb, dbb] = [0, 1].map(|i| upload_f32(device, &held[i]));
     let batch = config.uses_batch_stats(mode);
     let saved = batch.then(|| SavedStats {
         mean: smb.slice(..),
@@ -267,6 +275,7 @@ pub fn check_recorded_with(
             grads: config.affine.then(|| AffineGrads {
                 dgamma: dgb.slice(..),
                 dbeta: dbb.slice(..),
+                accumulate: inject.accumulate,
             }),
             saved,
             running: bwd_running,
@@ -318,7 +327,7 @@ pub fn check_recorded_with(
         }
     }
     let through = reference::through_epilogue(&dy, &y, config.epilogue);
-    let want = reference::backward(
+    let mut want = reference::backward(
         &config,
         mode,
         shape,
@@ -328,6 +337,19 @@ pub fn check_recorded_with(
         batch.then_some((sm.as_slice(), si.as_slice())),
         before.as_ref(),
     );
+    if let (true, Some((g, b)), Some((g_abs, b_abs))) = (
+        inject.accumulate,
+        &mut want.dgamma_dbeta,
+        &mut want.dgamma_dbeta_abs,
+    ) {
+        // The held values are added once: the sum and its scale grow by them.
+        for (sum, scale, held) in [(g, g_abs, &held[0]), (b, b_abs, &held[1])] {
+            for ((s, a), &h) in sum.iter_mut().zip(scale.iter_mut()).zip(held) {
+                *s += f64::from(h);
+                *a += f64::from(h).abs();
+            }
+        }
+    }
     let grads = config
         .affine
         .then(|| (read_f32(device, queue, &dgb), read_f32(device, queue, &dbb)));

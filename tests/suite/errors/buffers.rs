@@ -265,6 +265,7 @@ fn outputs_overlapping_other_bindings() {
                 grads: Some(AffineGrads {
                     dgamma: b.gamma.slice(..),
                     dbeta: b.beta.slice(..),
+                    accumulate: false,
                 }),
                 saved: Some(SavedStats {
                     mean: b.sm.slice(..),

@@ -92,6 +92,7 @@ fn a_failed_call_leaves_the_encoder_clean() {
                     grads: Some(AffineGrads {
                         dgamma: b.rm.slice(..),
                         dbeta: b.rv.slice(..),
+                        accumulate: false,
                     }),
                     saved: Some(SavedStats {
                         mean: b.sm.slice(..),
