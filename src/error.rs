@@ -160,6 +160,61 @@ pub enum BatchNormError {
         /// The count given.
         count: usize,
     },
+    /// A layer made for one input rank (as PyTorch's BatchNorm1d/2d/3d) got another.
+    #[error("{layer} expects {expected}, got shape {dims:?}")]
+    LayerRank {
+        /// The layer kind, e.g. `BatchNorm2d`.
+        layer: &'static str,
+        /// The ranks it accepts, in words.
+        expected: &'static str,
+        /// The shape given.
+        dims: Vec<usize>,
+    },
+    /// [`crate::BatchNormLayer::backward`] before any forward of the layer: there is no
+    /// forward to differentiate.
+    #[error("backward of layer `{label}` needs a forward of that layer first")]
+    NoForward {
+        /// The layer's label.
+        label: String,
+    },
+    /// A key a layer's state needs is not in the checkpoint.
+    #[error("checkpoint has no tensor `{key}`")]
+    CheckpointMissingKey {
+        /// The full key, prefix included.
+        key: String,
+    },
+    /// A checkpoint tensor has the wrong shape.
+    #[error("checkpoint tensor `{key}` has shape {got:?}, expected {expected:?}")]
+    CheckpointShape {
+        /// The full key.
+        key: String,
+        /// The shape the layer needs (`[]` for a scalar).
+        expected: Vec<usize>,
+        /// The shape in the file.
+        got: Vec<usize>,
+    },
+    /// A checkpoint tensor has an element type the layer cannot take.
+    #[error("checkpoint tensor `{key}` has dtype {dtype}, expected {expected}")]
+    CheckpointDtype {
+        /// The full key.
+        key: String,
+        /// The dtype in the file.
+        dtype: String,
+        /// The dtypes accepted.
+        expected: &'static str,
+    },
+    /// A checkpoint tensor holds a value the layer cannot take (a negative
+    /// `num_batches_tracked`).
+    #[error("checkpoint tensor `{key}`: {reason}")]
+    CheckpointValue {
+        /// The full key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint file could not be read, parsed or written.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// An invalid option in [`crate::BatchNormConfig`].
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

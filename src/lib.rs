@@ -36,6 +36,7 @@ mod device;
 mod error;
 pub mod fold;
 mod kernels;
+mod layer;
 mod pipelines;
 pub mod reference;
 mod shape;
@@ -55,6 +56,7 @@ pub use config::{
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
+pub use layer::{BatchNormLayer, Checkpoint, GradMode, LayerState};
 pub use pipelines::pipelines_built;
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
 pub use stats::ChannelStats;

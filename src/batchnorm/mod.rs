@@ -59,6 +59,8 @@ pub struct BatchNorm {
     subgroups: bool,
     /// Whether calls may take the one-pass kernels (see [`KernelPath`]).
     one_pass: bool,
+    /// Names the compute passes of every call: `{label}.forward`, ... .
+    label: String,
     /// Pipelines, scratch and parameter buffers, shared with every layer of the same
     /// device, element type and reduction.
     set: std::sync::Arc<KernelSet>,
@@ -136,6 +138,7 @@ impl BatchNorm {
             limits,
             subgroups,
             one_pass: true,
+            label: "wgpu-batchnorm".to_string(),
             set,
         })
     }
@@ -147,6 +150,25 @@ impl BatchNorm {
     pub fn without_one_pass_kernels(mut self) -> Self {
         self.one_pass = false;
         self
+    }
+
+    /// This layer, naming the compute passes of its calls `{label}.forward`,
+    /// `{label}.backward`, `{label}.statistics`, ... (default label `wgpu-batchnorm`), so that
+    /// a GPU capture or profiler shows which layer ran; each dispatch sits in a debug group
+    /// named by its kernel.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// The label of this layer's compute passes (see [`BatchNorm::with_label`]).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Records `steps` in one compute pass named `{label}.{what}`.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, what: &str, steps: &[Step<'_>]) {
+        record(encoder, &format!("{}.{what}", self.label), steps);
     }
 
     /// The kernel path a forward of `shape` in `mode` takes (with batch statistics computed
@@ -212,7 +234,7 @@ impl BatchNorm {
         bufs: &ForwardBuffers<'_>,
     ) -> Result<()> {
         let steps = scoped(&self.device, || self.forward_steps(mode, shape, bufs, None))?;
-        record(encoder, "wgpu-batchnorm.forward", &steps);
+        self.record(encoder, "forward", &steps);
         Ok(())
     }
 
@@ -258,7 +280,7 @@ impl BatchNorm {
         let steps = scoped(&self.device, || {
             self.forward_steps(Mode::Train, shape, bufs, Some(stats))
         })?;
-        record(encoder, "wgpu-batchnorm.forward-with-statistics", &steps);
+        self.record(encoder, "forward-with-statistics", &steps);
         Ok(())
     }
 
@@ -299,7 +321,7 @@ impl BatchNorm {
             self.dispatch(&mut steps, merge, &global, &bindings.slices(), per_channel);
             Ok(steps)
         })?;
-        record(encoder, "wgpu-batchnorm.statistics", &steps);
+        self.record(encoder, "statistics", &steps);
         Ok(())
     }
 
@@ -330,7 +352,7 @@ impl BatchNorm {
             self.dispatch(&mut steps, merge, &params, &bindings, groups);
             Ok(steps)
         })?;
-        record(encoder, "wgpu-batchnorm.merge-statistics", &steps);
+        self.record(encoder, "merge-statistics", &steps);
         Ok(())
     }
 
@@ -355,7 +377,7 @@ impl BatchNorm {
         bufs: &BackwardBuffers<'_>,
     ) -> Result<()> {
         let steps = scoped(&self.device, || self.backward_steps(mode, shape, bufs))?;
-        record(encoder, "wgpu-batchnorm.backward", &steps);
+        self.record(encoder, "backward", &steps);
         Ok(())
     }
 }

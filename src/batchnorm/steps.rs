@@ -217,17 +217,20 @@ pub struct Dispatch {
     pub workgroups: (u32, u32),
 }
 
-/// Records `steps` in order into one compute pass labelled `label`. Called only once every
-/// step exists, so a call that fails records nothing.
+/// Records `steps` in order into one compute pass labelled `label`, each dispatch in a
+/// debug group named by its kernel, so a GPU capture or profiler shows which layer ran which
+/// kernel. Called only once every step exists, so a call that fails records nothing.
 pub(super) fn record(encoder: &mut wgpu::CommandEncoder, label: &str, steps: &[Step<'_>]) {
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some(label),
         timestamp_writes: None,
     });
     for step in steps {
+        pass.push_debug_group(step.kernel.name);
         pass.set_pipeline(&step.kernel.pipeline);
         pass.set_bind_group(0, &step.bind_group, &[]);
         pass.dispatch_workgroups(step.grid.0, step.grid.1, 1);
+        pass.pop_debug_group();
     }
 }
 

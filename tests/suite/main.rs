@@ -14,6 +14,7 @@ mod f16;
 mod fold;
 mod forward_backward;
 mod host;
+mod layer;
 mod non_finite;
 mod paths;
 mod properties;
