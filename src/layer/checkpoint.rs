@@ -42,15 +42,18 @@ impl View for &Tensor {
 /// loading, rounding to nearest) and `{prefix}num_batches_tracked` (a scalar int64; int32,
 /// uint32 and uint64 are taken too). Saving writes f32 and int64, as PyTorch has them.
 ///
-/// ```no_run
+/// ```
 /// use wgpu_batchnorm::{BatchNormConfig, BatchNormLayer, Checkpoint, HeadlessGpu};
 ///
 /// let gpu = HeadlessGpu::open()?;
-/// // Written in Python by `safetensors.torch.save_file(model.state_dict(), "resnet.safetensors")`.
-/// let checkpoint = Checkpoint::read("resnet.safetensors")?;
-/// let mut bn1 = BatchNormLayer::batch_norm_2d(&gpu.device, BatchNormConfig::new(64), "bn1")?;
-/// bn1.load_checkpoint(&gpu.queue, &checkpoint, "bn1.")?;
-/// bn1.eval();
+/// // Written in Python by `safetensors.torch.save_file(model.state_dict(), path)`
+/// // (this one by the crate's tests/data/pytorch/make_checkpoint.py).
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pytorch/checkpoint.safetensors");
+/// let checkpoint = Checkpoint::read(path)?;
+/// let mut bn = BatchNormLayer::batch_norm_2d(&gpu.device, BatchNormConfig::new(5), "features.1")?;
+/// bn.load_checkpoint(&gpu.queue, &checkpoint, "features.1.")?;
+/// bn.eval();
+/// assert_eq!(bn.state(&gpu.queue)?.num_batches_tracked, Some(7));
 /// # Ok::<(), wgpu_batchnorm::BatchNormError>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]

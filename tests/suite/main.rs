@@ -7,6 +7,7 @@
 mod common;
 
 mod buffers;
+mod checkpoint;
 mod conventions;
 mod epilogue;
 mod errors;
