@@ -4,7 +4,11 @@
 //! with PyTorch's semantics: training and eval forward, backward (grad input, gamma, beta),
 //! running statistics, every layout of BatchNorm1d/2d/3d plus channels-last.
 //!
-//! [`BatchNorm`] builds its pipelines once on a borrowed [`wgpu::Device`]; its
+//! [`BatchNormLayer`] is the layer training code uses, like `torch.nn.BatchNorm2d`: it owns
+//! its parameters, running statistics and gradients on the GPU, records into the caller's
+//! encoder on the caller's tensors, and loads and saves PyTorch checkpoints
+//! ([`Checkpoint`], safetensors). Below it, [`BatchNorm`] is the slice-level API: it builds
+//! its pipelines once on a borrowed [`wgpu::Device`]; its
 //! [`forward`](BatchNorm::forward) and [`backward`](BatchNorm::backward) record into the
 //! caller's [`wgpu::CommandEncoder`] on the caller's buffer slices and never submit, poll or
 //! read back. [`BatchNorm::forward_host`] and [`BatchNorm::backward_host`] are a small
