@@ -313,7 +313,12 @@ impl BatchNormLayer {
             }),
         };
         self.bn.forward(encoder, mode, shape, &bufs)?;
-        self.last = Some((shape.clone(), mode));
+        // The shape is kept for the backward; a training loop repeats it, so it is copied
+        // only when it changes.
+        match &mut self.last {
+            Some((last, m)) if last == shape => *m = mode,
+            last => *last = Some((shape.clone(), mode)),
+        }
         Ok(())
     }
 
