@@ -166,6 +166,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
 
     let calls = 2 * layers.len();
+    let mut paths = std::collections::BTreeMap::new();
+    for (l, s) in layers.iter().zip(&shapes) {
+        let path = l.batch_norm().forward_path(s, Mode::Train)?;
+        *paths.entry(format!("{path:?}")).or_insert(0) += 1;
+    }
+    println!("training forward paths: {paths:?}");
     let (mut layer_times, mut slice_times) = (Vec::new(), Vec::new());
     for round in 0..reps + 2 {
         // Alternating which goes first, so that neither gains from the other's warm caches.
