@@ -217,9 +217,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sm.as_secs_f64() * 1e3,
         per_call(sm)
     );
-    println!(
-        "one round submitted and run: {}",
-        error.map_or("no validation error".to_string(), |e| format!("ERROR {e}"))
-    );
+    match error {
+        None => println!("one round submitted and run: no validation error"),
+        Some(e) => return Err(format!("the recorded round failed validation: {e}").into()),
+    }
     Ok(())
 }

@@ -44,6 +44,8 @@ struct Input {
     epilogue: u8,
     f16: bool,
     train: bool,
+    /// Whether the backward accumulates into dgamma and dbeta.
+    accumulate: bool,
     /// Which recording call: forward, backward, statistics, merge_statistics,
     /// forward_with_statistics (modulo 5).
     call: u8,
@@ -141,7 +143,8 @@ fuzz_target!(|input: Input| {
     let need = |role: usize| -> u64 {
         match role {
             0 | 1 | 9 | 13..=15 => config.dtype.tensor_bytes(shape.numel() as u64),
-            6 | 12 => 4,
+            6 => 8,
+            12 => 4,
             16..=18 => 16 * shape.channels() as u64,
             _ => 4 * shape.channels() as u64,
         }
@@ -221,7 +224,11 @@ fuzz_target!(|input: Input| {
                 y: slices[14],
                 dresidual: slices[15],
                 gamma: slices[2],
-                grads: pair(10, 11).map(|(dgamma, dbeta)| AffineGrads { dgamma, dbeta }),
+                grads: pair(10, 11).map(|(dgamma, dbeta)| AffineGrads {
+                    dgamma,
+                    dbeta,
+                    accumulate: input.accumulate,
+                }),
                 saved: pair(7, 8).map(|(mean, invstd)| SavedStats { mean, invstd }),
                 running: pair(4, 5).map(|(mean, var)| RunningStats {
                     mean,
