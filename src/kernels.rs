@@ -267,6 +267,9 @@ pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool, f16: bool) -> 
 }
 
 #[cfg(test)]
+mod translate;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
