@@ -28,8 +28,19 @@ impl HeadlessGpu {
         pollster::block_on(Self::open_async())
     }
 
+    /// As [`HeadlessGpu::open`], requesting `limits` instead of the adapter's: for example
+    /// `wgpu::Limits::default()`, the limits every WebGPU implementation guarantees, to see
+    /// on a native adapter what a browser user gets, or [`minimum_limits`](crate::minimum_limits).
+    pub fn open_with_limits(limits: wgpu::Limits) -> Result<Self> {
+        pollster::block_on(Self::open_inner(Some(limits)))
+    }
+
     /// As [`HeadlessGpu::open`], as a future.
     pub async fn open_async() -> Result<Self> {
+        Self::open_inner(None).await
+    }
+
+    async fn open_inner(limits: Option<wgpu::Limits>) -> Result<Self> {
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
@@ -38,7 +49,7 @@ impl HeadlessGpu {
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-batchnorm.headless"),
                 required_features: adapter.features() & USEFUL_FEATURES,
-                required_limits: adapter.limits(),
+                required_limits: limits.unwrap_or_else(|| adapter.limits()),
                 ..Default::default()
             })
             .await?;

@@ -101,35 +101,7 @@ impl BatchNorm {
             return Err(BatchNormError::F16Unavailable);
         }
         let limits = device.limits();
-        let needs = [
-            (
-                "max_storage_buffers_per_shader_stage",
-                limits.max_storage_buffers_per_shader_stage,
-                6,
-            ),
-            (
-                "max_compute_invocations_per_workgroup",
-                limits.max_compute_invocations_per_workgroup,
-                WORKGROUP_SIZE,
-            ),
-            (
-                "max_compute_workgroup_size_x",
-                limits.max_compute_workgroup_size_x,
-                WORKGROUP_SIZE,
-            ),
-            (
-                "max_compute_workgroup_storage_size",
-                limits.max_compute_workgroup_storage_size,
-                WORKGROUP_SIZE * 16,
-            ),
-        ];
-        for (name, have, need) in needs {
-            if have < need {
-                return Err(BatchNormError::UnsupportedDevice(format!(
-                    "{name} is {have}, the kernels need at least {need}"
-                )));
-            }
-        }
+        crate::limits::check_limits(&limits)?;
 
         let set = KernelSet::get(device, subgroups, f16)?;
         Ok(Self {

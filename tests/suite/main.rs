@@ -16,6 +16,7 @@ mod fold;
 mod forward_backward;
 mod host;
 mod layer;
+mod limits;
 mod non_finite;
 mod paths;
 mod properties;

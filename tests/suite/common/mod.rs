@@ -29,8 +29,24 @@ pub fn gpu() -> &'static HeadlessGpu {
 
 /// A fresh device. Panics with instructions when there is no adapter: a GPU test must not
 /// pass without a GPU.
+///
+/// With `WGPU_BATCHNORM_LIMITS=webgpu` the device has WebGPU's default limits
+/// (`wgpu::Limits::default()`, what every browser guarantees) instead of the adapter's, so
+/// that the whole suite shows what a WebGPU user gets; CI runs it so once on lavapipe.
 pub fn open_gpu() -> HeadlessGpu {
-    match HeadlessGpu::open() {
+    let opened = match std::env::var("WGPU_BATCHNORM_LIMITS").as_deref() {
+        Ok("webgpu") => HeadlessGpu::open_with_limits(wgpu::Limits::default()).inspect(|g| {
+            assert_eq!(
+                g.device.limits(),
+                wgpu::Limits::default(),
+                "WebGPU's limits"
+            );
+            eprintln!("limits: WebGPU's defaults (WGPU_BATCHNORM_LIMITS=webgpu)");
+        }),
+        Ok(other) => panic!("WGPU_BATCHNORM_LIMITS={other}: only `webgpu` is known"),
+        Err(_) => HeadlessGpu::open(),
+    };
+    match opened {
         Ok(gpu) => {
             eprintln!("adapter: {}", gpu.describe());
             require_subgroups_if_asked(&gpu);
