@@ -43,7 +43,8 @@ fn minimum_limits_run_every_path() {
 
 #[test]
 fn one_below_the_minimum_is_refused_by_name() {
-    let lowered: [(&str, fn(&mut wgpu::Limits)); 4] = [
+    type Lower = fn(&mut wgpu::Limits);
+    let lowered: [(&str, Lower); 4] = [
         ("max_storage_buffers_per_shader_stage", |l| {
             l.max_storage_buffers_per_shader_stage -= 1
         }),
