@@ -237,9 +237,7 @@ impl BatchNormConfig {
                 self.eps
             )));
         }
-        if let Some(m) = self.momentum
-            && !(0.0..=1.0).contains(&m)
-        {
+        if let Some(m) = self.momentum.filter(|m| !(0.0..=1.0).contains(m)) {
             return Err(BatchNormError::InvalidConfig(format!(
                 "momentum must be in [0, 1] or None, got {m}"
             )));

@@ -140,9 +140,7 @@ pub fn forward(
     let channels = shape.channels();
     let (mean, invstd, saved) = if config.uses_batch_stats(mode) {
         let stats = batch_stats(shape, x);
-        if let Some(r) = running
-            && config.updates_running_stats(mode)
-        {
+        if let Some(r) = running.filter(|_| config.updates_running_stats(mode)) {
             update_running(config, r, &stats);
         }
         let invstd: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
