@@ -61,7 +61,7 @@ pub use config::{
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
-pub use layer::{BatchNormLayer, Checkpoint, GradMode, LayerState};
+pub use layer::{BatchNormLayer, Checkpoint, GradMode, LayerState, PopulationStats};
 pub use limits::minimum_limits;
 pub use pipelines::pipelines_built;
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};

@@ -9,9 +9,11 @@ use crate::shape::TensorShape;
 
 mod calls;
 mod checkpoint;
+mod population;
 mod state;
 
 pub use checkpoint::Checkpoint;
+pub use population::PopulationStats;
 pub use state::LayerState;
 
 /// Whether a backward overwrites the layer's parameter gradients or adds to them.

@@ -19,6 +19,7 @@ mod layer;
 mod limits;
 mod non_finite;
 mod paths;
+mod population;
 mod properties;
 mod pytorch;
 mod recording;
