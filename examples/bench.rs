@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::{SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, ForwardBuffers,
-    HeadlessGpu, Mode, RunningStats, SavedStats, TensorShape,
+    HeadlessGpu, Mode, RunningStats, SavedStats, TensorShape, Tuning,
 };
 
 /// One shape of the suite: logical (N, C, *spatial) and its memory layout.
@@ -196,6 +196,8 @@ struct Options {
     warmup: usize,
     json: Option<String>,
     cases: Vec<Case>,
+    /// Forced plan tunables (`--tuning cpu|gpu`); the adapter's table entry otherwise.
+    tuning: Option<Tuning>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -205,6 +207,7 @@ fn parse_args() -> Result<Options, String> {
         warmup: 0,
         json: None,
         cases: Vec::new(),
+        tuning: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -223,9 +226,16 @@ fn parse_args() -> Result<Options, String> {
             }
             "--json" => o.json = Some(value("--json")?),
             "--case" => o.cases.push(parse_case(&value("--case")?)?),
+            "--tuning" => {
+                o.tuning = Some(match value("--tuning")?.as_str() {
+                    "cpu" => Tuning::CPU,
+                    "gpu" => Tuning::GPU,
+                    other => return Err(format!("--tuning {other:?}: expected cpu or gpu")),
+                })
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -380,6 +390,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = HeadlessGpu::open()?;
     let info = gpu.adapter.get_info();
     println!("adapter: {}", gpu.describe());
+    let tuning = opts.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+    let how = if opts.tuning.is_some() {
+        "forced"
+    } else {
+        "the adapter's table entry"
+    };
+    println!("plan tuning: {tuning:?} ({how})");
     if !gpu
         .device
         .features()
@@ -438,7 +455,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sinvstd = storage(&gpu, 4 * c as u64);
         let dgamma = storage(&gpu, 4 * c as u64);
         let dbeta = storage(&gpu, 4 * c as u64);
-        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?;
+        let mut bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?;
+        if let Some(t) = opts.tuning {
+            bn = bn.with_tuning(t);
+        }
         let running = || RunningStats {
             mean: rmean.slice(..),
             var: rvar.slice(..),

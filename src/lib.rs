@@ -49,7 +49,7 @@ mod stats;
 
 pub use batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, Dispatch, ForwardBuffers, KernelPath,
-    RunningStats, SavedStats,
+    RunningStats, SavedStats, Tuning,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use buffers::{

@@ -27,6 +27,7 @@ mod forward;
 mod kernel_set;
 mod plan;
 mod steps;
+mod tuning;
 
 use bindings::*;
 use kernel_set::*;
@@ -39,6 +40,7 @@ pub use args::{
 pub use plan::KernelPath;
 pub use steps::Dispatch;
 pub(crate) use steps::buffer_with;
+pub use tuning::Tuning;
 
 /// A batch-norm layer's GPU side: pipelines built once for one device and configuration,
 /// and internal scratch memory. It holds no tensors; every call records into the caller's
@@ -61,6 +63,8 @@ pub struct BatchNorm {
     one_pass: bool,
     /// Names the compute passes of every call: `{label}.forward`, ... .
     label: String,
+    /// The plan's tunables (by adapter kind, or forced).
+    tuning: Tuning,
     /// Pipelines, scratch and parameter buffers, shared with every layer of the same
     /// device, element type and reduction.
     set: std::sync::Arc<KernelSet>,
@@ -111,6 +115,7 @@ impl BatchNorm {
             subgroups,
             one_pass: true,
             label: "wgpu-batchnorm".to_string(),
+            tuning: Tuning::for_adapter(&device.adapter_info()),
             set,
         })
     }
@@ -122,6 +127,17 @@ impl BatchNorm {
     pub fn without_one_pass_kernels(mut self) -> Self {
         self.one_pass = false;
         self
+    }
+
+    /// This layer with the plan's tunables forced (instead of [`Tuning::for_adapter`]'s).
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// The plan's tunables in use.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     /// This layer, naming the compute passes of its calls `{label}.forward`,

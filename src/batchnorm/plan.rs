@@ -4,8 +4,6 @@
 
 use super::*;
 
-/// Partials per channel aimed at: enough workgroups in all to fill a large GPU.
-pub(super) const TARGET_WORKGROUPS: usize = 2048;
 /// At most this many partials per channel, merged sequentially by one invocation.
 pub(super) const MAX_CHUNKS: usize = 256;
 /// Each invocation of a partial pass handles at least this many elements.
@@ -27,21 +25,21 @@ pub(crate) const MAX_LANES: u32 = 64;
 /// Channels per workgroup of the `*_rows` partial passes, used where a channel's elements
 /// are C apart (inner = 1: channels-last, and (N, C)); 0 (the per-channel passes) otherwise.
 /// The widest power of two from [`MAX_LANES`] down to [`MIN_LANES`] (or C rounded up to a
-/// power of two, if smaller) whose plan still has as many workgroups as the GPU wants
-/// (`TARGET_WORKGROUPS`, or all the tensor's size allows).
-pub(crate) fn row_lanes(shape: &TensorShape) -> u32 {
+/// power of two, if smaller) whose plan still has as many workgroups as the adapter wants
+/// (`target` workgroups, see [`Tuning`], or all the tensor's size allows).
+pub(crate) fn row_lanes(shape: &TensorShape, target: usize) -> u32 {
     if shape.outer_inner().1 != 1 {
         return 0;
     }
     let channels = shape.channels();
     let count = shape.per_channel().max(1);
     let wg = WORKGROUP_SIZE as usize;
-    let wanted = TARGET_WORKGROUPS.min(shape.numel().div_ceil(wg * MIN_ELEMENTS_PER_INVOCATION));
+    let wanted = target.min(shape.numel().div_ceil(wg * MIN_ELEMENTS_PER_INVOCATION));
     let widest = (channels.next_power_of_two() as u32).min(MAX_LANES);
     let mut lanes = widest;
     while lanes > MIN_LANES {
         let blocks = channels.div_ceil(lanes as usize);
-        let (chunks, _) = plan_chunks(count, blocks, wg / lanes as usize);
+        let (chunks, _) = plan_chunks(count, blocks, wg / lanes as usize, target);
         if blocks * chunks as usize >= wanted {
             break;
         }
@@ -54,10 +52,10 @@ pub(crate) fn row_lanes(shape: &TensorShape) -> u32 {
 /// `chunk_len`, the last possibly shorter. `units` workgroup tasks cover the channels for
 /// each chunk (C for the per-channel passes, C / lanes for the row passes), and `threads`
 /// invocations share one channel's chunk (the workgroup, or its rows); `chunk_len` is a
-/// multiple of `threads`.
-pub(crate) fn plan_chunks(count: usize, units: usize, threads: usize) -> (u32, u32) {
+/// multiple of `threads`. Aims at `target` workgroups in all ([`Tuning`]).
+pub(crate) fn plan_chunks(count: usize, units: usize, threads: usize, target: usize) -> (u32, u32) {
     let by_size = count.div_ceil(threads * MIN_ELEMENTS_PER_INVOCATION).max(1);
-    let wanted = TARGET_WORKGROUPS.div_ceil(units).max(1);
+    let wanted = target.div_ceil(units).max(1);
     let chunks = wanted.min(by_size).min(MAX_CHUNKS);
     let chunk_len = count.div_ceil(chunks).div_ceil(threads) * threads;
     let chunks = count.div_ceil(chunk_len);
@@ -94,8 +92,9 @@ pub(crate) fn plan_chunks_within(
     units: usize,
     threads: usize,
     cap: usize,
+    target: usize,
 ) -> (u32, u32) {
-    let (chunks, chunk_len) = plan_chunks(count, units, threads);
+    let (chunks, chunk_len) = plan_chunks(count, units, threads, target);
     if chunks as usize <= cap.max(1) {
         return (chunks, chunk_len);
     }
@@ -160,7 +159,8 @@ impl BatchNorm {
                 self.limits.min_storage_buffer_offset_alignment
             )));
         }
-        let lanes = if reduce { row_lanes(shape) } else { 0 };
+        let target = self.tuning.target_workgroups;
+        let lanes = if reduce { row_lanes(shape, target) } else { 0 };
         let (units, threads) = if lanes > 0 {
             let lanes = lanes as usize;
             (
@@ -193,7 +193,7 @@ impl BatchNorm {
                         .max()
                         .unwrap_or(0)
                 };
-                plan_chunks_within(longest.max(1), units, threads, cap)
+                plan_chunks_within(longest.max(1), units, threads, cap, target)
             } else {
                 (0, 0)
             };
@@ -311,6 +311,8 @@ impl Plan {
 mod tests {
     use super::*;
 
+    const GPU: usize = Tuning::GPU.target_workgroups;
+
     /// The path choice: the one-pass kernels (an invocation per channel up to
     /// `THIN_MAX_COUNT` values, a workgroup above) where a channel-first tensor is one piece
     /// of one chunk per channel and they are allowed; row blocks where lanes are set; the
@@ -367,7 +369,7 @@ mod tests {
             (12_544, 32, 4),
             (5, 1, 64),
         ] {
-            let (chunks, len) = plan_chunks(count, units, threads);
+            let (chunks, len) = plan_chunks(count, units, threads, GPU);
             let (chunks, len) = (chunks as usize, len as usize);
             assert!(
                 (1..=MAX_CHUNKS).contains(&chunks),
@@ -378,14 +380,19 @@ mod tests {
             assert!((chunks - 1) * len < count, "{count}: empty last chunk");
         }
         // A long channel is split across many workgroups.
-        assert!(plan_chunks(1 << 20, 1, wg).0 > 100);
+        assert!(plan_chunks(1 << 20, 1, wg, GPU).0 > 100);
         // Channels-last with 64 channels: eight blocks of 8 lanes (32 rows), 2048 workgroups.
-        assert_eq!(8 * plan_chunks(401_408, 8, 32).0, 2048);
+        assert_eq!(8 * plan_chunks(401_408, 8, 32, GPU).0, 2048);
+        // A CPU adapter's plan: an eighth of the workgroups.
+        assert_eq!(
+            8 * plan_chunks(401_408, 8, 32, Tuning::CPU.target_workgroups).0,
+            256
+        );
     }
 
     #[test]
     fn row_blocks_are_as_wide_as_filling_the_gpu_allows() {
-        let lanes = |dims: &[usize]| row_lanes(&TensorShape::channels_last(dims).unwrap());
+        let lanes = |dims: &[usize]| row_lanes(&TensorShape::channels_last(dims).unwrap(), GPU);
         // 64 channels: blocks of 64 would leave at most 256 workgroups.
         assert_eq!(lanes(&[32, 112, 112, 64]), MIN_LANES);
         // 2048 channels: 32 blocks of 64 times 64 chunks fill the GPU.
@@ -396,8 +403,17 @@ mod tests {
         assert_eq!(lanes(&[2048, 512]), MAX_LANES);
         // Channel-first with spatial axes: the per-channel passes.
         let nchw = TensorShape::channels_first(&[2, 3, 4, 5]).unwrap();
-        assert_eq!(row_lanes(&nchw), 0);
+        assert_eq!(row_lanes(&nchw, GPU), 0);
         let nc = TensorShape::channels_first(&[4096, 4096]).unwrap();
-        assert_eq!(row_lanes(&nc), MAX_LANES);
+        assert_eq!(row_lanes(&nc, GPU), MAX_LANES);
+        // On a CPU adapter, 64 channels-last channels take blocks of 64 (256 workgroups).
+        let cpu = Tuning::CPU.target_workgroups;
+        assert_eq!(
+            row_lanes(
+                &TensorShape::channels_last(&[32, 112, 112, 64]).unwrap(),
+                cpu
+            ),
+            MAX_LANES
+        );
     }
 }

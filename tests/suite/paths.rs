@@ -5,14 +5,15 @@
 use crate::common::*;
 use wgpu_batchnorm::{
     AffineGrads, BackwardBuffers, BatchNorm, BatchNormConfig, KernelPath, Layout, Mode, Reduction,
-    SavedStats, TensorShape,
+    SavedStats, TensorShape, Tuning,
 };
 
 /// Every kernel path the plan names, each on a shape that takes it, forward and backward
 /// against the reference, with and without the one-pass kernels (which then give way to
 /// the split reduction); the path each call takes is asserted, so a change to the plan
 /// that moves a shape to another path shows here. Every backward kernel that writes the
-/// affine gradients does so once overwriting and once accumulating (`AffineGrads::accumulate`).
+/// affine gradients does so once overwriting and once accumulating (`AffineGrads::accumulate`),
+/// and the separate passes run with the other adapter kind's `Tuning`.
 #[test]
 fn every_kernel_path_matches_the_reference() {
     use KernelPath::*;
@@ -90,6 +91,13 @@ fn every_kernel_path_matches_the_reference() {
             )
             .unwrap()
             .without_one_pass_kernels();
+            // The separate passes with the other adapter kind's tuning: both settings of
+            // the table run on the partial passes.
+            let other = match bn.tuning() {
+                t if t == Tuning::CPU => Tuning::GPU,
+                _ => Tuning::CPU,
+            };
+            let separate = separate.with_tuning(other);
             for (bn, one_pass) in [(bn, true), (separate, false)] {
                 let want = |p| match available(p) {
                     OnePassWorkgroup | OnePassInvocation if !one_pass => SplitReduction,
