@@ -87,10 +87,11 @@ impl PopulationStats {
         )?)
     }
 
-    /// Replaces the layer's running mean and variance with the population's (the variance
-    /// in the layer's `running_var_convention`: `M2 / (n - 1)` by default, as PyTorch's
-    /// running variance, or `M2 / n`), leaving weight, bias and `num_batches_tracked` as
-    /// they are; returns the statistics. Needs `track_running_stats` and at least two
+    /// Replaces the layer's running mean and variance with the population's, through
+    /// `queue.write_buffer` (done at the queue's next submission), the variance in the
+    /// layer's `running_var_convention` (`M2 / (n - 1)` by default, as PyTorch's running
+    /// variance, or `M2 / n`); weight, bias and `num_batches_tracked` stay as they are.
+    /// Returns the statistics. Needs `track_running_stats` and at least two
     /// values per channel; otherwise an error, and nothing is written.
     pub fn apply(&self, layer: &mut BatchNormLayer, queue: &wgpu::Queue) -> Result<ChannelStats> {
         if !layer.config().track_running_stats {
@@ -108,10 +109,12 @@ impl PopulationStats {
             VarianceConvention::Unbiased => stats.unbiased_variance(),
             VarianceConvention::Biased => stats.variance(),
         };
-        let mut state = layer.state(queue)?;
-        state.running_mean = Some(stats.mean.iter().map(|&m| m as f32).collect());
-        state.running_var = Some(var.iter().map(|&v| v as f32).collect());
-        layer.load_state(queue, &state)?;
+        // Only the running mean and variance change: written directly, without reading the
+        // whole state back and writing weight, bias and the count again.
+        let (mean_buffer, var_buffer, _) = layer.running().expect("tracked, checked above");
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        queue.write_buffer(mean_buffer, 0, bytemuck::cast_slice(&f32s(&stats.mean)));
+        queue.write_buffer(var_buffer, 0, bytemuck::cast_slice(&f32s(&var)));
         Ok(stats)
     }
 }
