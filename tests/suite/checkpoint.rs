@@ -69,20 +69,8 @@ fn pytorch_checkpoint_gives_pytorchs_eval_output() {
             .map(|&v| v as f32)
             .collect();
         let want = io_tensor(&io, &format!("{prefix}y"));
-        let xb = upload_f32(device, &x);
-        let yb = upload_f32(device, &vec![f32::NAN; x.len()]);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        layer
-            .forward(&mut encoder, &shape, xb.slice(..), yb.slice(..))
-            .unwrap();
-        queue.submit([encoder.finish()]);
-        assert_close(
-            prefix,
-            "y against PyTorch",
-            &read_f32(device, queue, &yb),
-            &want,
-            TOL,
-        );
+        let y = layer_forward(device, queue, &mut layer, &shape, &x);
+        assert_close(prefix, "y against PyTorch", &y, &want, TOL);
         // The state read back is the file's, converted to f32.
         let state = layer.state(queue).unwrap();
         assert_eq!(
@@ -160,26 +148,12 @@ fn num_batches_tracked_from_a_checkpoint_passes_2_pow_32() {
             .load_checkpoint(queue, &checkpoint, "head.bn.")
             .unwrap();
         let start = layer.state(queue).unwrap();
-        let widen =
-            |v: &Option<Vec<f32>>| v.as_ref().unwrap().iter().map(|&x| f64::from(x)).collect();
-        let mut want = reference::RunningStats {
-            mean: widen(&start.running_mean),
-            var: widen(&start.running_var),
-            num_batches_tracked: start.num_batches_tracked.unwrap(),
-        };
+        let mut want = layer_running(&start);
         let affine = (start.weight.clone().unwrap(), start.bias.clone().unwrap());
         for step in 1..=2u64 {
             let case = format!("momentum {momentum:?} step {step}");
             let x = normal(&mut rng, shape.numel(), 1.0, 2.0);
-            let (xb, yb) = (
-                upload_f32(device, &x),
-                upload_f32(device, &vec![f32::NAN; x.len()]),
-            );
-            let mut encoder = device.create_command_encoder(&Default::default());
-            layer
-                .forward(&mut encoder, &shape, xb.slice(..), yb.slice(..))
-                .unwrap();
-            queue.submit([encoder.finish()]);
+            layer_forward(device, queue, &mut layer, &shape, &x);
             let ab = Some((affine.0.as_slice(), affine.1.as_slice()));
             reference::forward(&config, Mode::Train, &shape, &x, ab, Some(&mut want));
             let got = layer.state(queue).unwrap();

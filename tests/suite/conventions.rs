@@ -8,6 +8,27 @@ use wgpu_batchnorm::{
     TensorShape, VarianceConvention, reference,
 };
 
+/// One training forward of `x` (gamma 1, beta 0) through `bn`'s host layer and through the
+/// reference, each from its running statistics; asserts the updated running mean and
+/// variance agree.
+fn train_step(
+    bn: &BatchNorm,
+    shape: &TensorShape,
+    x: &[f32],
+    running: &mut HostRunningStats,
+    want: &mut reference::RunningStats,
+    case: &str,
+) {
+    let c = shape.channels();
+    let (gamma, beta) = (vec![1.0; c], vec![0.0; c]);
+    let affine = Some((gamma.as_slice(), beta.as_slice()));
+    bn.forward_host(&gpu().queue, Mode::Train, shape, x, affine, Some(running))
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    reference::forward(bn.config(), Mode::Train, shape, x, affine, Some(want));
+    assert_close(case, "running_mean", &running.mean, &want.mean, TOL);
+    assert_close(case, "running_var", &running.var, &want.var, TOL);
+}
+
 /// Six training steps in each convention, running statistics against the reference, then an
 /// eval round with them.
 #[test]
@@ -37,25 +58,7 @@ fn every_convention_over_several_steps() {
                     f64::from(step),
                     1.0 + f64::from(step),
                 );
-                bn.forward_host(
-                    &gpu.queue,
-                    Mode::Train,
-                    &shape,
-                    &x,
-                    Some((&[1.0; 5], &[0.0; 5])),
-                    Some(&mut running),
-                )
-                .unwrap();
-                reference::forward(
-                    &config,
-                    Mode::Train,
-                    &shape,
-                    &x,
-                    Some((&[1.0; 5], &[0.0; 5])),
-                    Some(&mut want),
-                );
-                assert_close(&case, "running_mean", &running.mean, &want.mean, TOL);
-                assert_close(&case, "running_var", &running.var, &want.var, TOL);
+                train_step(&bn, &shape, &x, &mut running, &mut want, &case);
                 assert_eq!(running.num_batches_tracked, u64::from(step));
             }
             check(&bn, Mode::Eval, &shape, ORDINARY, TOL, &mut rng);
@@ -87,20 +90,8 @@ fn num_batches_tracked_passes_2_pow_32() {
         for step in 1..=3 {
             let case = format!("momentum {momentum:?}, step {step}");
             let x = normal(&mut rng, shape.numel(), 2.0, 1.5);
-            let affine = Some((&[1.0; 3][..], &[0.0; 3][..]));
-            bn.forward_host(
-                &gpu.queue,
-                Mode::Train,
-                &shape,
-                &x,
-                affine,
-                Some(&mut running),
-            )
-            .unwrap();
-            reference::forward(&config, Mode::Train, &shape, &x, affine, Some(&mut want));
+            train_step(&bn, &shape, &x, &mut running, &mut want, &case);
             assert_eq!(running.num_batches_tracked, start + step, "{case}");
-            assert_close(&case, "running_mean", &running.mean, &want.mean, TOL);
-            assert_close(&case, "running_var", &running.var, &want.var, TOL);
         }
     }
 }

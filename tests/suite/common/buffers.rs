@@ -1,6 +1,28 @@
 //! Buffers for the tests: uploads, read-backs, and zeroed buffers for a training forward.
 
 use super::*;
+use wgpu_batchnorm::BatchNormLayer;
+
+/// One forward of `layer` (in its mode) on host `x` of `shape`: uploaded, the output
+/// poisoned with NaN, recorded, submitted, and `y` read back.
+pub fn layer_forward(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    layer: &mut BatchNormLayer,
+    shape: &TensorShape,
+    x: &[f32],
+) -> Vec<f32> {
+    let (xb, yb) = (
+        upload_f32(device, x),
+        upload_f32(device, &vec![f32::NAN; x.len()]),
+    );
+    let mut encoder = device.create_command_encoder(&Default::default());
+    layer
+        .forward(&mut encoder, shape, xb.slice(..), yb.slice(..))
+        .unwrap_or_else(|e| panic!("{} forward: {e}", layer.label()));
+    queue.submit([encoder.finish()]);
+    read_f32(device, queue, &yb)
+}
 
 /// A storage buffer holding `bytes`.
 pub fn upload_bytes(device: &wgpu::Device, bytes: &[u8]) -> wgpu::Buffer {

@@ -12,8 +12,8 @@ pub use case::*;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, DType, Epilogue,
-    ForwardBuffers, HeadlessGpu, HostRunningStats, Mode, Reduction, RunningStats, SavedStats,
-    TensorShape, reference,
+    ForwardBuffers, HeadlessGpu, HostRunningStats, LayerState, Mode, Reduction, RunningStats,
+    SavedStats, TensorShape, reference,
 };
 
 /// Relative L2 bound on ordinary data.
@@ -268,5 +268,18 @@ pub fn to_ref(r: &HostRunningStats) -> reference::RunningStats {
         mean: r.mean.iter().map(|&v| f64::from(v)).collect(),
         var: r.var.iter().map(|&v| f64::from(v)).collect(),
         num_batches_tracked: r.num_batches_tracked,
+    }
+}
+
+/// A layer's running statistics (as `BatchNormLayer::state` reads them) as the reference's.
+pub fn layer_running(state: &LayerState) -> reference::RunningStats {
+    let widen = |v: &Option<Vec<f32>>| {
+        let v = v.as_ref().expect("a layer with tracked running statistics");
+        v.iter().map(|&x| f64::from(x)).collect()
+    };
+    reference::RunningStats {
+        mean: widen(&state.running_mean),
+        var: widen(&state.running_var),
+        num_batches_tracked: state.num_batches_tracked.expect("tracked"),
     }
 }
