@@ -18,6 +18,17 @@ pub struct Outcome {
     pub single_agree: Option<usize>,
     /// Test accuracy with population statistics instead of running averages.
     pub population_accuracy: Option<f64>,
+    /// Wall time of each training epoch (its submissions and the read of its losses).
+    pub epoch_seconds: Vec<f64>,
+}
+
+impl Outcome {
+    /// The median training epoch's wall time.
+    pub fn median_epoch_seconds(&self) -> f64 {
+        let mut t = self.epoch_seconds.clone();
+        t.sort_by(f64::total_cmp);
+        t.get(t.len() / 2).copied().unwrap_or(f64::NAN)
+    }
 }
 
 /// `epochs.csv` and `steps.csv` under `out`.
@@ -50,7 +61,7 @@ pub fn write_csv(out: &Path, outcomes: &[Outcome]) -> std::io::Result<()> {
 pub fn table(outcomes: &[Outcome], epochs: usize) -> String {
     let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a));
     let mut t = String::from(
-        "| network | lr | final train loss | test accuracy (running stats) | population stats | one sample at a time |\n|---|---|---|---|---|---|\n",
+        "| network | lr | final train loss | test accuracy (running stats) | population stats | one sample at a time | training epoch |\n|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let net = if o.config.batch_norm {
@@ -74,21 +85,22 @@ pub fn table(outcomes: &[Outcome], epochs: usize) -> String {
         };
         let _ = writeln!(
             t,
-            "| {net} | {} | {loss} | {} | {} | {single} |",
+            "| {net} | {:?} | {loss} | {} | {} | {single} | {:.0} ms |",
             o.config.lr,
             pct(acc),
-            pct(o.population_accuracy)
+            pct(o.population_accuracy),
+            1e3 * o.median_epoch_seconds()
         );
     }
     let _ = writeln!(
         t,
-        "\n{epochs} epochs of 20 steps (batch 64), SGD momentum 0.9."
+        "\n{epochs} epochs of 20 steps (batch 64), SGD momentum 0.9; training epoch: median wall time of an epoch's 20 submissions and the read of its losses."
     );
     t
 }
 
 /// A plotted line: legend name, points, colour index, dashed.
-type Line = (String, Vec<(f64, f64)>, usize, bool);
+type Line = (String, Vec<(i32, f64)>, usize, bool);
 
 const COLORS: [RGBColor; 3] = [
     RGBColor(31, 119, 180),
@@ -124,7 +136,7 @@ fn figure(
     } else {
         (lo.min(0.0), hi * 1.05)
     };
-    let epochs = outcomes.iter().map(|o| o.epochs.len()).max().unwrap_or(1) as f64;
+    let epochs = outcomes.iter().map(|o| o.epochs.len()).max().unwrap_or(1) as i32;
     for (panel, batch_norm) in root.split_evenly((1, 2)).iter().zip([false, true]) {
         let caption = if batch_norm {
             "with batch norm"
@@ -150,7 +162,7 @@ fn figure(
                             .iter()
                             .enumerate()
                             .filter(|(_, y)| finite(y))
-                            .map(|(e, &y)| ((e + 1) as f64, y))
+                            .map(|(e, &y)| (e as i32 + 1, y))
                             .collect();
                         (format!("lr {:?}{suffix}", o.config.lr), points, i, k > 0)
                     })
@@ -189,9 +201,9 @@ fn figure(
             }};
         }
         if log {
-            plot!(builder.build_cartesian_2d(1.0..epochs.max(2.0), (lo..hi).log_scale())?);
+            plot!(builder.build_cartesian_2d(1..epochs.max(2), (lo..hi).log_scale())?);
         } else {
-            plot!(builder.build_cartesian_2d(1.0..epochs.max(2.0), lo..hi)?);
+            plot!(builder.build_cartesian_2d(1..epochs.max(2), lo..hi)?);
         }
     }
     root.present()?;
@@ -200,6 +212,9 @@ fn figure(
 
 /// `loss.png`, `accuracy.png` and `activations.png` under `out`.
 pub fn write_plots(out: &Path, outcomes: &[Outcome]) -> Result<(), Box<dyn std::error::Error>> {
+    // Text is drawn with ab_glyph from an embedded font: no system font library needed.
+    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| "the embedded DejaVu Sans font did not load")?;
     let per_epoch = |f: fn(&Epoch) -> f64| {
         move |o: &Outcome| vec![(String::new(), o.epochs.iter().map(f).collect())]
     };
