@@ -46,6 +46,7 @@ mod pipelines;
 pub mod reference;
 mod shape;
 mod stats;
+mod sums;
 
 pub use batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, Dispatch, ForwardBuffers, KernelPath,
@@ -66,6 +67,7 @@ pub use limits::minimum_limits;
 pub use pipelines::pipelines_built;
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
 pub use stats::ChannelStats;
+pub use sums::BackwardSums;
 
 /// The README's Rust snippets, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

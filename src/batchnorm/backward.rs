@@ -1,20 +1,108 @@
-//! The dispatches of a backward.
+//! The dispatches of a backward: whole, or in the two parts of a synchronized batch norm
+//! (the per-channel sums of the local batch, and dx from the sums over every device).
 
 use super::*;
 
+/// Which part of a backward to record.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Part<'a> {
+    /// The whole backward.
+    Whole,
+    /// Only the per-channel sums of dy and dy * (x - mean), into this slice (C records of
+    /// 4 f32, two-float sums (hi, hi, lo, lo) as `sums_add` in common.wgsl keeps them).
+    Reduce(wgpu::BufferSlice<'a>),
+    /// dx and the gradients of gamma and beta from given sums (as `Reduce` writes them,
+    /// merged over devices) and the number of values per channel they sum.
+    Apply {
+        sums: wgpu::BufferSlice<'a>,
+        count: u32,
+    },
+}
+
 impl BatchNorm {
-    /// The dispatches of a backward, every bind group created.
+    /// Records the first part of a synchronized batch norm's backward (PyTorch's
+    /// `batch_norm_backward_reduce`): per channel, `sum(dy)` and `sum(dy * (x - mean))` over
+    /// this device's batch, into `sums` (C records of 4 f32, see
+    /// [`BackwardSums`](crate::BackwardSums)). It differentiates a training forward:
+    /// `bufs` as for [`backward`](Self::backward) in [`Mode::Train`], except that `gamma`,
+    /// `grads` and `dresidual` must be `None` and `dx` is not accessed (pass any slice, for
+    /// instance `dx` itself). An empty batch writes zero sums. Add every device's sums in
+    /// rank order ([`BackwardSums::add`](crate::BackwardSums::add) on the host) and give
+    /// the total to [`backward_apply`](Self::backward_apply).
+    pub fn backward_reduce(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &TensorShape,
+        bufs: &BackwardBuffers<'_>,
+        sums: wgpu::BufferSlice<'_>,
+    ) -> Result<()> {
+        let steps = scoped(&self.device, || {
+            self.backward_steps(Mode::Train, shape, bufs, Part::Reduce(sums))
+        })?;
+        self.record(encoder, "backward-reduce", &steps);
+        Ok(())
+    }
+
+    /// Records the second part of a synchronized batch norm's backward (PyTorch's
+    /// `batch_norm_backward_elemt`): this device's `dx` (and, with a fused epilogue's
+    /// residual, `dresidual`) from `sums`, the sums of [`backward_reduce`](Self::backward_reduce)
+    /// over every device, and `count`, the values per channel over every device; and, when
+    /// affine, the gradients of gamma and beta of the whole batch (the same on every device).
+    /// `bufs` as for [`backward`](Self::backward) in [`Mode::Train`]. `count` must be at
+    /// least this device's values per channel and fit 32 bits.
+    pub fn backward_apply(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &TensorShape,
+        bufs: &BackwardBuffers<'_>,
+        sums: wgpu::BufferSlice<'_>,
+        count: u64,
+    ) -> Result<()> {
+        let local = shape.per_channel() as u64;
+        let count = u32::try_from(count).ok().filter(|&c| u64::from(c) >= local).ok_or_else(|| {
+            BatchNormError::InvalidConfig(format!(
+                "backward_apply: the total count per channel {count} must be at least this device's {local} and below 2^32"
+            ))
+        })?;
+        let steps = scoped(&self.device, || {
+            self.backward_steps(Mode::Train, shape, bufs, Part::Apply { sums, count })
+        })?;
+        self.record(encoder, "backward-apply", &steps);
+        Ok(())
+    }
+
+    /// The dispatches of a backward or of one of its parts, every bind group created.
     pub(super) fn backward_steps(
         &self,
         mode: Mode,
         shape: &TensorShape,
         bufs: &BackwardBuffers<'_>,
+        part: Part<'_>,
     ) -> Result<Vec<Step<'_>>> {
-        self.check_shape(shape, mode)?;
+        let whole = matches!(part, Part::Whole);
+        // A device of a synchronized batch norm may hold one value per channel (or none):
+        // the statistics are those of every device.
+        if whole {
+            self.check_shape(shape, mode)?;
+        } else {
+            self.check_channels(shape)?;
+        }
         let cfg = &self.config;
         let batch = cfg.uses_batch_stats(mode);
-        let gamma = presence("gamma", bufs.gamma, cfg.affine, AFFINE_WHY)?;
-        let grads = presence("grads (dgamma, dbeta)", bufs.grads, cfg.affine, AFFINE_WHY)?;
+        let reduce = matches!(part, Part::Reduce(_));
+        if !whole && !batch {
+            return Err(BatchNormError::InvalidConfig(
+                "the parts of a synchronized backward differentiate a forward with batch statistics (training); this one used running statistics".to_string(),
+            ));
+        }
+        // The reduce part writes only the sums: it reads no gamma and writes no gradients.
+        let gamma = presence("gamma", bufs.gamma, cfg.affine && !reduce, AFFINE_WHY)?;
+        let grads = presence(
+            "grads (dgamma, dbeta)",
+            bufs.grads,
+            cfg.affine && !reduce,
+            AFFINE_WHY,
+        )?;
         let saved = presence(
             "saved (save_mean, save_invstd)",
             bufs.saved,
@@ -26,7 +114,7 @@ impl BatchNorm {
         let dresidual = presence(
             "dresidual",
             bufs.dresidual,
-            cfg.epilogue == Epilogue::AddRelu,
+            cfg.epilogue == Epilogue::AddRelu && !reduce,
             EPILOGUE_WHY,
         )?;
         let running = presence(
@@ -39,8 +127,15 @@ impl BatchNorm {
         let mut bound = vec![
             Bound::tensor("x", bufs.x, false),
             Bound::tensor("dy", bufs.dy, false),
-            Bound::tensor("dx", bufs.dx, true),
         ];
+        match part {
+            Part::Whole => bound.push(Bound::tensor("dx", bufs.dx, true)),
+            Part::Reduce(sums) => bound.push(Bound::stats("sums", sums, true)),
+            Part::Apply { sums, .. } => {
+                bound.push(Bound::tensor("dx", bufs.dx, true));
+                bound.push(Bound::stats("sums", sums, false));
+            }
+        }
         if let Some(y) = y {
             bound.push(Bound::tensor("y", y, false));
         }
@@ -70,7 +165,7 @@ impl BatchNorm {
         self.check_bindings(shape, &bound)?;
 
         let mut flags = 0;
-        if cfg.affine {
+        if cfg.affine && !reduce {
             flags |= FLAG_AFFINE;
         }
         if batch {
@@ -84,7 +179,12 @@ impl BatchNorm {
         // The running records of a folded plan are read as one partial per channel.
         let one_record = Plan::one_record();
         let global_plan = if plan.fold { &one_record } else { &plan };
-        let global = self.params_buffer(shape, global_plan, None, flags)?;
+        let global = match part {
+            Part::Apply { count, .. } => {
+                self.params_buffer_counted(shape, &one_record, None, flags, count)?
+            }
+            _ => self.params_buffer(shape, global_plan, None, flags)?,
+        };
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.set.dummy.slice(..);
@@ -94,7 +194,9 @@ impl BatchNorm {
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
 
         let mut steps = Vec::new();
-        if !plan.pieces.is_empty() {
+        // The apply part needs the per-channel statistics even for an empty local batch:
+        // the gradients of gamma and beta come from the given sums.
+        if !plan.pieces.is_empty() || matches!(part, Part::Apply { .. }) {
             let bindings = BackwardPrepBindings {
                 stat_a,
                 stat_b,
@@ -106,8 +208,9 @@ impl BatchNorm {
         }
         // One pass per channel (sums, gradients, dx) where each channel is one chunk of one
         // piece and not the innermost axis; see `backward_fused.wgsl`.
-        if let Some((kernel, piece, groups)) =
-            plan.one_pass(&p.backward_fused, &p.backward_thin, shape.channels())
+        if let Some((kernel, piece, groups)) = plan
+            .one_pass(&p.backward_fused, &p.backward_thin, shape.channels())
+            .filter(|_| whole)
         {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
             let bindings = BackwardOnePassBindings {
@@ -124,8 +227,12 @@ impl BatchNorm {
             return Ok(steps);
         }
         let mut sums = partials;
-        for (i, piece) in plan
-            .pieces
+        let local_pieces = if let Part::Apply { .. } = part {
+            &[][..]
+        } else {
+            &plan.pieces[..]
+        };
+        for (i, piece) in local_pieces
             .iter()
             .enumerate()
             .filter(|(_, pc)| pc.chunks > 0)
@@ -151,7 +258,22 @@ impl BatchNorm {
                 sums = self.fold_piece(&mut steps, merge, shape, &plan, &scratch, i)?;
             }
         }
-        if !plan.pieces.is_empty() || cfg.affine {
+        match part {
+            // The local sums, merged over the slots (or the folded record) in fixed order.
+            Part::Reduce(out) => {
+                let bindings = MergeBindings {
+                    a: sums,
+                    b: dummy,
+                    out,
+                };
+                let merge = &p.backward_merge;
+                self.dispatch(&mut steps, merge, &global, &bindings.slices(), per_channel);
+                return Ok(steps);
+            }
+            Part::Apply { sums: given, .. } => sums = given,
+            Part::Whole => {}
+        }
+        if !plan.pieces.is_empty() || cfg.affine || !whole {
             let bindings = BackwardFinalizeBindings {
                 partials: sums,
                 chan,

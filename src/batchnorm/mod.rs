@@ -247,7 +247,9 @@ impl BatchNorm {
         shape: &TensorShape,
         bufs: &BackwardBuffers<'_>,
     ) -> Result<Vec<Dispatch>> {
-        let steps = scoped(&self.device, || self.backward_steps(mode, shape, bufs))?;
+        let steps = scoped(&self.device, || {
+            self.backward_steps(mode, shape, bufs, backward::Part::Whole)
+        })?;
         Ok(steps.iter().map(Step::describe).collect())
     }
 
@@ -344,7 +346,7 @@ impl BatchNorm {
         Ok(())
     }
 
-    fn check_channels(&self, shape: &TensorShape) -> Result<()> {
+    pub(super) fn check_channels(&self, shape: &TensorShape) -> Result<()> {
         if shape.channels() != self.config.num_features {
             return Err(BatchNormError::ChannelMismatch {
                 expected: self.config.num_features,
@@ -364,7 +366,9 @@ impl BatchNorm {
         shape: &TensorShape,
         bufs: &BackwardBuffers<'_>,
     ) -> Result<()> {
-        let steps = scoped(&self.device, || self.backward_steps(mode, shape, bufs))?;
+        let steps = scoped(&self.device, || {
+            self.backward_steps(mode, shape, bufs, backward::Part::Whole)
+        })?;
         self.record(encoder, "backward", &steps);
         Ok(())
     }

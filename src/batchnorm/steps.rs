@@ -18,13 +18,27 @@ impl BatchNorm {
         piece: Option<&Piece>,
         flags: u32,
     ) -> Result<wgpu::Buffer> {
+        let count = shape.per_channel() as u32;
+        self.params_buffer_counted(shape, plan, piece, flags, count)
+    }
+
+    /// As [`params_buffer`](Self::params_buffer) with the values per channel that the
+    /// statistics count given (a synchronized backward's total over every device).
+    pub(super) fn params_buffer_counted(
+        &self,
+        shape: &TensorShape,
+        plan: &Plan,
+        piece: Option<&Piece>,
+        flags: u32,
+        count: u32,
+    ) -> Result<wgpu::Buffer> {
         let (outer, inner) = shape.outer_inner();
         let piece = piece.copied().unwrap_or_default();
         let params = Params {
             outer: outer as u32,
             channels: shape.channels() as u32,
             inner: inner as u32,
-            count: shape.per_channel() as u32,
+            count,
             base: piece.base as u32,
             len: piece.len as u32,
             chunk_len: piece.chunk_len,

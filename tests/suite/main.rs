@@ -25,3 +25,4 @@ mod pytorch;
 mod recording;
 mod reliability;
 mod statistics;
+mod sync_backward;

@@ -100,22 +100,6 @@ fn forward_with(
     }
 }
 
-/// Splits a batch along N into micro-batches of the given sizes.
-fn split(shape: &TensorShape, x: &[f32], sizes: &[usize]) -> Vec<(TensorShape, Vec<f32>)> {
-    let per_sample = shape.numel() / shape.dims()[0];
-    let mut start = 0;
-    sizes
-        .iter()
-        .map(|&n| {
-            let mut dims = shape.dims().to_vec();
-            dims[0] = n;
-            let part = x[start * per_sample..(start + n) * per_sample].to_vec();
-            start += n;
-            (TensorShape::new(&dims, shape.layout()).unwrap(), part)
-        })
-        .collect()
-}
-
 #[test]
 fn micro_batch_statistics_merge_to_the_whole_batch() {
     let gpu = gpu();

@@ -283,3 +283,19 @@ pub fn layer_running(state: &LayerState) -> reference::RunningStats {
         num_batches_tracked: state.num_batches_tracked.expect("tracked"),
     }
 }
+
+/// Splits a batch along N into micro-batches of the given sizes.
+pub fn split(shape: &TensorShape, x: &[f32], sizes: &[usize]) -> Vec<(TensorShape, Vec<f32>)> {
+    let per_sample = shape.numel() / shape.dims()[0];
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let mut dims = shape.dims().to_vec();
+            dims[0] = n;
+            let part = x[start * per_sample..(start + n) * per_sample].to_vec();
+            start += n;
+            (TensorShape::new(&dims, shape.layout()).unwrap(), part)
+        })
+        .collect()
+}
