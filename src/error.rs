@@ -215,6 +215,17 @@ pub enum BatchNormError {
     /// A checkpoint file could not be read, parsed or written.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A rank of a synchronized batch norm could not contribute to an exchange (it passed
+    /// no statistics: its device or input failed); every rank gets this error.
+    #[error("rank {rank} of the synchronized batch norm failed and contributed nothing")]
+    PeerFailed {
+        /// The first failed rank.
+        rank: usize,
+    },
+    /// A collective exchange failed (a member did not arrive in time, MPI reported an
+    /// error, or the ranks disagree on the channel count).
+    #[error("collective exchange failed: {0}")]
+    Collective(String),
     /// An invalid option in [`crate::BatchNormConfig`].
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -35,6 +35,7 @@
 mod batchnorm;
 mod blocking;
 mod buffers;
+mod collective;
 mod config;
 mod device;
 mod error;
@@ -56,13 +57,16 @@ pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use buffers::{
     UPLOAD_USAGES, read_f16, read_f16_async, read_f32, read_f32_async, upload_f16, upload_f32,
 };
+pub use collective::{Collective, ThreadGroup};
 pub use config::{
     BatchNormConfig, DType, Epilogue, Mode, MomentumConvention, Reduction, VarianceConvention,
 };
 pub use device::{HeadlessGpu, USEFUL_FEATURES};
 pub use error::{BatchNormError, Result};
 pub use fold::{FoldParams, Folded, WeightLayout, fold_into_preceding};
-pub use layer::{BatchNormLayer, Checkpoint, GradMode, LayerState, PopulationStats};
+pub use layer::{
+    BatchNormLayer, Checkpoint, GradMode, LayerState, PopulationStats, SyncBatchNormLayer,
+};
 pub use limits::minimum_limits;
 pub use pipelines::pipelines_built;
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};

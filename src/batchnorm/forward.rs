@@ -216,6 +216,14 @@ impl BatchNorm {
             }
         }
         if let (Some(r), Some(t)) = (running, tracked) {
+            // The update skips an empty batch by its count; with given statistics the batch
+            // is every device's (their counts per channel are in the records, and a
+            // channel of count 0 is skipped there), so this device's own count must not
+            // skip it.
+            let update = match given {
+                Some(_) => &self.params_buffer_counted(shape, global_plan, None, flags, 1)?,
+                None => &global,
+            };
             let bindings = RunningUpdateBindings {
                 chan,
                 running_mean: r.mean,
@@ -226,13 +234,13 @@ impl BatchNorm {
             .slices();
             if cfg.skip_non_finite_update {
                 // One workgroup decides for the whole batch, updates and counts.
-                self.dispatch(&mut steps, &p.running_update, &global, &bindings, 1);
+                self.dispatch(&mut steps, &p.running_update, update, &bindings, 1);
             } else {
                 // The channels in parallel, then the count (see `running_update.wgsl`).
                 self.dispatch(
                     &mut steps,
                     &p.running_update,
-                    &global,
+                    update,
                     &bindings,
                     per_channel,
                 );

@@ -47,39 +47,19 @@ impl BatchNormLayer {
     ) -> Result<()> {
         self.rank.check(shape)?;
         let mode = self.mode();
-        let cfg = self.bn.config();
-        let o = &self.owned;
-        let bufs = ForwardBuffers {
-            x,
-            y,
-            residual,
-            affine: o.weight_bias.as_ref().map(|(g, b)| AffineParams {
-                gamma: g.slice(..),
-                beta: b.slice(..),
-            }),
-            running: o.running.as_ref().map(|(m, v, t)| RunningStats {
-                mean: m.slice(..),
-                var: v.slice(..),
-                num_batches_tracked: (mode == Mode::Train).then(|| t.slice(..)),
-                skipped_batches: o
-                    .skipped
-                    .as_ref()
-                    .filter(|_| mode == Mode::Train)
-                    .map(|k| k.slice(..)),
-            }),
-            saved: cfg.uses_batch_stats(mode).then(|| SavedStats {
-                mean: o.saved.0.slice(..),
-                invstd: o.saved.1.slice(..),
-            }),
-        };
+        let bufs = self.forward_buffers(mode, x, residual, y);
         self.bn.forward(encoder, mode, shape, &bufs)?;
-        // The shape is kept for the backward; a training loop repeats it, so it is copied
-        // only when it changes.
+        self.remember(shape, mode);
+        Ok(())
+    }
+
+    /// Keeps the shape and mode of a forward for the backward; a training loop repeats the
+    /// shape, so it is copied only when it changes.
+    pub(super) fn remember(&mut self, shape: &TensorShape, mode: Mode) {
         match &mut self.last {
             Some((last, m)) if last == shape => *m = mode,
             last => *last = Some((shape.clone(), mode)),
         }
-        Ok(())
     }
 
     /// Records the backward of the last forward: `dx` from `dy`, and the gradients of weight
@@ -128,8 +108,62 @@ impl BatchNormLayer {
         };
         let cfg = self.bn.config();
         let batch = cfg.uses_batch_stats(*mode);
+        let bufs = self.backward_buffers(batch, x, y, dy, dx, dresidual);
+        self.bn.backward(encoder, *mode, shape, &bufs)
+    }
+}
+
+impl BatchNormLayer {
+    /// The buffers of a forward in `mode` of `x` (with `residual`) into `y`: the caller's
+    /// tensors and the layer's own parameters and state.
+    pub(super) fn forward_buffers<'a>(
+        &'a self,
+        mode: Mode,
+        x: wgpu::BufferSlice<'a>,
+        residual: Option<wgpu::BufferSlice<'a>>,
+        y: wgpu::BufferSlice<'a>,
+    ) -> ForwardBuffers<'a> {
+        let cfg = self.bn.config();
         let o = &self.owned;
-        let bufs = BackwardBuffers {
+        ForwardBuffers {
+            x,
+            y,
+            residual,
+            affine: o.weight_bias.as_ref().map(|(g, b)| AffineParams {
+                gamma: g.slice(..),
+                beta: b.slice(..),
+            }),
+            running: o.running.as_ref().map(|(m, v, t)| RunningStats {
+                mean: m.slice(..),
+                var: v.slice(..),
+                num_batches_tracked: (mode == Mode::Train).then(|| t.slice(..)),
+                skipped_batches: o
+                    .skipped
+                    .as_ref()
+                    .filter(|_| mode == Mode::Train)
+                    .map(|k| k.slice(..)),
+            }),
+            saved: cfg.uses_batch_stats(mode).then(|| SavedStats {
+                mean: o.saved.0.slice(..),
+                invstd: o.saved.1.slice(..),
+            }),
+        }
+    }
+
+    /// The buffers of the backward of a forward that used batch statistics (`batch`) or
+    /// the running ones.
+    pub(super) fn backward_buffers<'a>(
+        &'a self,
+        batch: bool,
+        x: wgpu::BufferSlice<'a>,
+        y: wgpu::BufferSlice<'a>,
+        dy: wgpu::BufferSlice<'a>,
+        dx: wgpu::BufferSlice<'a>,
+        dresidual: Option<wgpu::BufferSlice<'a>>,
+    ) -> BackwardBuffers<'a> {
+        let cfg = self.bn.config();
+        let o = &self.owned;
+        BackwardBuffers {
             x,
             dy,
             dx,
@@ -155,7 +189,6 @@ impl BatchNormLayer {
                     num_batches_tracked: None,
                     skipped_batches: None,
                 }),
-        };
-        self.bn.backward(encoder, *mode, shape, &bufs)
+        }
     }
 }

@@ -11,10 +11,12 @@ mod calls;
 mod checkpoint;
 mod population;
 mod state;
+mod sync;
 
 pub use checkpoint::Checkpoint;
 pub use population::PopulationStats;
 pub use state::LayerState;
+pub use sync::SyncBatchNormLayer;
 
 /// Whether a backward overwrites the layer's parameter gradients or adds to them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -26,3 +26,4 @@ mod recording;
 mod reliability;
 mod statistics;
 mod sync_backward;
+mod sync_layer;
