@@ -57,6 +57,8 @@ pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use buffers::{
     UPLOAD_USAGES, read_f16, read_f16_async, read_f32, read_f32_async, upload_f16, upload_f32,
 };
+#[cfg(feature = "mpi")]
+pub use collective::MpiCollective;
 pub use collective::{Collective, ThreadGroup};
 pub use config::{
     BatchNormConfig, DType, Epilogue, Mode, MomentumConvention, Reduction, VarianceConvention,

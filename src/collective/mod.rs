@@ -10,8 +10,12 @@ use crate::error::{BatchNormError, Result};
 use crate::stats::ChannelStats;
 use crate::sums::BackwardSums;
 
+#[cfg(feature = "mpi")]
+mod mpi;
 mod threads;
 
+#[cfg(feature = "mpi")]
+pub use self::mpi::MpiCollective;
 pub use threads::ThreadGroup;
 
 /// The exchanges of synchronized batch norm. Every rank calls the same methods in the same
@@ -20,16 +24,20 @@ pub use threads::ThreadGroup;
 /// A rank that cannot contribute (its device failed, its input was refused) still takes
 /// part, with `None`: every rank then gets [`BatchNormError::PeerFailed`] instead of waiting
 /// for it forever.
-pub trait Collective: Send {
+pub trait Collective {
     /// This participant's rank, `0..world_size()`.
     fn rank(&self) -> usize;
     /// The number of participants.
     fn world_size(&self) -> usize;
-    /// Every rank's per-channel statistics merged with Chan's formula in rank order
-    /// (`((r0 + r1) + r2) + ...`).
-    fn merge_statistics(&self, local: Option<&ChannelStats>) -> Result<ChannelStats>;
-    /// Every rank's backward sums added in rank order.
-    fn add_sums(&self, local: Option<&BackwardSums>) -> Result<BackwardSums>;
+    /// Every rank's per-channel statistics (`channels` of them) merged with Chan's formula
+    /// in rank order (`((r0 + r1) + r2) + ...`).
+    fn merge_statistics(
+        &self,
+        channels: usize,
+        local: Option<&ChannelStats>,
+    ) -> Result<ChannelStats>;
+    /// Every rank's backward sums (`channels` of them) added in rank order.
+    fn add_sums(&self, channels: usize, local: Option<&BackwardSums>) -> Result<BackwardSums>;
 }
 
 /// Merges gathered contributions in rank order with `merge`; the first missing one (a

@@ -140,7 +140,11 @@ impl Collective for ThreadGroup {
         self.shared.world
     }
 
-    fn merge_statistics(&self, local: Option<&ChannelStats>) -> Result<ChannelStats> {
+    fn merge_statistics(
+        &self,
+        _channels: usize,
+        local: Option<&ChannelStats>,
+    ) -> Result<ChannelStats> {
         let items = self.all_gather(Item::Stats(local.cloned()))?;
         let gathered: Vec<Option<ChannelStats>> = items
             .iter()
@@ -152,7 +156,7 @@ impl Collective for ThreadGroup {
         fold_in_rank_order(&gathered, |a, b| a.merge(b))
     }
 
-    fn add_sums(&self, local: Option<&BackwardSums>) -> Result<BackwardSums> {
+    fn add_sums(&self, _channels: usize, local: Option<&BackwardSums>) -> Result<BackwardSums> {
         let items = self.all_gather(Item::Sums(local.cloned()))?;
         let gathered: Vec<Option<BackwardSums>> = items
             .iter()
@@ -193,7 +197,7 @@ mod tests {
             let handles: Vec<_> = ThreadGroup::new(3)
                 .into_iter()
                 .zip(&inputs)
-                .map(|(m, i)| s.spawn(move || m.merge_statistics(Some(i)).unwrap()))
+                .map(|(m, i)| s.spawn(move || m.merge_statistics(2, Some(i)).unwrap()))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -207,7 +211,7 @@ mod tests {
         let mut members = ThreadGroup::with_timeout(2, Duration::from_millis(200));
         let late = members.pop().unwrap();
         let err = members[0]
-            .add_sums(Some(&BackwardSums::zeros(2)))
+            .add_sums(2, Some(&BackwardSums::zeros(2)))
             .unwrap_err();
         assert!(
             matches!(&err, BatchNormError::Collective(m) if m.contains("[1]")),
@@ -215,8 +219,8 @@ mod tests {
         );
         // The group is usable again once everyone arrives.
         let sums = std::thread::scope(|s| {
-            let a = s.spawn(|| members[0].add_sums(Some(&BackwardSums::zeros(2))));
-            let b = s.spawn(|| late.add_sums(Some(&BackwardSums::zeros(2))));
+            let a = s.spawn(|| members[0].add_sums(2, Some(&BackwardSums::zeros(2))));
+            let b = s.spawn(|| late.add_sums(2, Some(&BackwardSums::zeros(2))));
             (a.join().unwrap(), b.join().unwrap())
         });
         assert_eq!(sums.0.unwrap(), BackwardSums::zeros(2));
@@ -231,7 +235,7 @@ mod tests {
                 .map(|m| {
                     s.spawn(move || {
                         let sums = BackwardSums::zeros(1);
-                        m.add_sums((m.rank() != 2).then_some(&sums))
+                        m.add_sums(1, (m.rank() != 2).then_some(&sums))
                     })
                 })
                 .collect();

@@ -134,7 +134,9 @@ impl<C: Collective> SyncBatchNormLayer<C> {
             queue.submit([encoder.finish()]);
             ChannelStats::from_gpu(&read_f32(&device, queue, self.local.slice(..))?)
         })();
-        let global = self.collective.merge_statistics(local.as_ref().ok());
+        let global = self
+            .collective
+            .merge_statistics(self.layer.config().num_features, local.as_ref().ok());
         let global = match (local, global) {
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
             (Ok(_), Ok(g)) => g,
@@ -223,7 +225,9 @@ impl<C: Collective> SyncBatchNormLayer<C> {
             queue.submit([encoder.finish()]);
             BackwardSums::from_gpu(&read_f32(&device, queue, self.local.slice(..))?)
         })();
-        let global = self.collective.add_sums(local.as_ref().ok());
+        let global = self
+            .collective
+            .add_sums(self.layer.config().num_features, local.as_ref().ok());
         let global = match (local, global) {
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
             (Ok(_), Ok(g)) => g,
