@@ -93,6 +93,10 @@ fn main(
 
 fn update(c: u32, m: f32) {
     let s = chan[p.channels + c];
+    // A channel without values (given statistics of count 0) keeps its running statistics.
+    if (s.z == 0.0) {
+        return;
+    }
     running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
     running_var[c] = (1.0 - m) * running_var[c] + m * batch_var(s);
 }
