@@ -3,7 +3,9 @@
 //! `MpiCollective` gives each rank the slice of one batch norm over the whole batch. Every
 //! rank checks its y and dx against a single-process layer over the whole batch, and the
 //! gradients and running statistics against that layer's, and all ranks compare their
-//! gradient and running-statistics bits; a failed check exits with status 1.
+//! gradient and running-statistics bits. Then the failure cases: one value per channel over
+//! all ranks (every rank gets `TooFewValuesPerChannel`) and a rank whose input is refused
+//! (the others get `PeerFailed`, none waits). A failed check exits with status 1.
 //! `--bench` times one exchange per layer for C = 64, 256 and 2048 next to the layer's local
 //! forward.
 //!
@@ -20,8 +22,8 @@ use mpi::traits::*;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 use wgpu_batchnorm::{
-    BatchNormConfig, BatchNormLayer, ChannelStats, Collective, HeadlessGpu, MpiCollective,
-    SyncBatchNormLayer, TensorShape, read_f32, reference, upload_f32,
+    BatchNormConfig, BatchNormError, BatchNormLayer, ChannelStats, Collective, HeadlessGpu,
+    MpiCollective, SyncBatchNormLayer, TensorShape, read_f32, reference, upload_f32,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -157,7 +159,41 @@ fn check(world: &mpi::topology::SimpleCommunicator, gpu: &HeadlessGpu) -> Result
         "rank {rank}: {} samples; largest relative L2 error against one layer over the whole batch {worst:.1e} (y, dx, dgamma, dbeta, running mean and variance); gradients and running statistics bit-identical on all {size} ranks: {identical}",
         sizes[rank]
     );
-    Ok(ok)
+    Ok(ok && errors_on_every_rank(world, gpu)?)
+}
+
+/// The typed errors of the failure cases, on every rank, with no rank left waiting:
+/// one value per channel over all ranks (rank 0 holds one sample of 1 x 1, the others none),
+/// then a rank whose input is refused (rank 1 gives the wrong channel count).
+fn errors_on_every_rank(
+    world: &mpi::topology::SimpleCommunicator,
+    gpu: &HeadlessGpu,
+) -> Result<bool, Error> {
+    let rank = world.rank() as usize;
+    let c = 3;
+    let run = |dims: &[usize]| -> Result<Result<(), BatchNormError>, Error> {
+        let shape = TensorShape::channels_first(dims)?;
+        let l = layer(gpu, c, &[1.0; 3], &[0.0; 3])?;
+        let mut sync = SyncBatchNormLayer::new(l, MpiCollective::new(world.duplicate()))?;
+        let [xb, _, yb, _] = buffers(gpu, &vec![0.5; shape.numel()], &[])?;
+        Ok(sync.forward(&gpu.queue, &shape, xb.slice(..), yb.slice(..)))
+    };
+    let one = run(&[usize::from(rank == 0), c, 1, 1])?;
+    let one_ok = matches!(one, Err(BatchNormError::TooFewValuesPerChannel { .. }));
+    let channels = if rank == 1 { c + 1 } else { c };
+    let failed = run(&[2, channels, 2, 2])?;
+    let failed_ok = match rank {
+        1 => matches!(failed, Err(BatchNormError::ChannelMismatch { .. })),
+        _ => matches!(failed, Err(BatchNormError::PeerFailed { rank: 1 })),
+    };
+    println!(
+        "rank {rank}: one value per channel over all ranks: {}; rank 1's input refused: {}",
+        one.err().map_or("no error".to_string(), |e| e.to_string()),
+        failed
+            .err()
+            .map_or("no error".to_string(), |e| e.to_string()),
+    );
+    Ok(one_ok && failed_ok)
 }
 
 fn median(mut t: Vec<f64>) -> f64 {
