@@ -18,8 +18,11 @@
 //! (as root, Open MPI also needs `--allow-run-as-root`; more ranks than cores need
 //! `--oversubscribe`.)
 
+mod common;
+
+use common::normal;
 use mpi::traits::*;
-use rand::{RngExt, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 use std::time::Instant;
 use wgpu_batchnorm::{
     BatchNormConfig, BatchNormError, BatchNormLayer, ChannelStats, Collective, HeadlessGpu,
@@ -31,16 +34,6 @@ type Error = Box<dyn std::error::Error>;
 /// Every rank's slice of the batch along N: 3, 0, 4 samples, repeated for more ranks.
 fn sizes(world: usize) -> Vec<usize> {
     (0..world).map(|r| [3, 0, 4][r % 3]).collect()
-}
-
-fn normal(rng: &mut StdRng, n: usize, mean: f64, std: f64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let u1: f64 = 1.0 - rng.random::<f64>();
-            let u2: f64 = rng.random::<f64>();
-            (mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect()
 }
 
 /// What one training step (forward, backward) leaves: y, dx, dgamma, dbeta, running mean

@@ -134,20 +134,14 @@ impl<C: Collective> SyncBatchNormLayer<C> {
             queue.submit([encoder.finish()]);
             ChannelStats::from_gpu(&read_f32(&device, queue, self.local.slice(..))?)
         })();
-        let global = self
-            .collective
-            .merge_statistics(self.layer.config().num_features, local.as_ref().ok());
-        let global = match (local, global) {
-            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
-            (Ok(_), Ok(g)) => g,
-        };
+        let merge = |c: &C, n, l: Option<&_>| c.merge_statistics(n, l);
+        let global = self.exchange(queue, local, merge, ChannelStats::to_gpu)?;
         let count = global.count.first().copied().unwrap_or(0.0);
         if count == 1.0 {
             let mut dims = shape.dims().to_vec();
             dims[0] = 1;
             return Err(BatchNormError::TooFewValuesPerChannel { dims });
         }
-        queue.write_buffer(&self.global, 0, bytemuck::cast_slice(&global.to_gpu()));
         let mut encoder = device.create_command_encoder(&Default::default());
         let bufs = self.layer.forward_buffers(Mode::Train, x, residual, y);
         let stats = self.global.slice(..);
@@ -225,14 +219,8 @@ impl<C: Collective> SyncBatchNormLayer<C> {
             queue.submit([encoder.finish()]);
             BackwardSums::from_gpu(&read_f32(&device, queue, self.local.slice(..))?)
         })();
-        let global = self
-            .collective
-            .add_sums(self.layer.config().num_features, local.as_ref().ok());
-        let global = match (local, global) {
-            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
-            (Ok(_), Ok(g)) => g,
-        };
-        queue.write_buffer(&self.global, 0, bytemuck::cast_slice(&global.to_gpu()));
+        let add = |c: &C, n, l: Option<&_>| c.add_sums(n, l);
+        self.exchange(queue, local, add, BackwardSums::to_gpu)?;
         let mut encoder = device.create_command_encoder(&Default::default());
         let bufs = self.layer.backward_buffers(true, x, y, dy, dx, dresidual);
         let sums = self.global.slice(..);
@@ -240,5 +228,22 @@ impl<C: Collective> SyncBatchNormLayer<C> {
         bn.backward_apply(&mut encoder, &shape, &bufs, sums, self.count)?;
         queue.submit([encoder.finish()]);
         Ok(())
+    }
+
+    /// Exchanges this rank's records (or, when `local` failed, its failure, so that no rank
+    /// waits for it) and writes the merge into the global buffer (at the queue's next
+    /// submission). This rank's own error comes first.
+    fn exchange<T>(
+        &self,
+        queue: &wgpu::Queue,
+        local: Result<T>,
+        merge: impl FnOnce(&C, usize, Option<&T>) -> Result<T>,
+        records: impl FnOnce(&T) -> Vec<f32>,
+    ) -> Result<T> {
+        let channels = self.layer.config().num_features;
+        let global = merge(&self.collective, channels, local.as_ref().ok());
+        let global = local.and(global)?;
+        queue.write_buffer(&self.global, 0, bytemuck::cast_slice(&records(&global)));
+        Ok(global)
     }
 }

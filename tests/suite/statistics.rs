@@ -8,21 +8,6 @@ use wgpu_batchnorm::{
     HostRunningStats, Layout, Mode, RunningStats, SavedStats, TensorShape,
 };
 
-fn upload(data: &[f32]) -> wgpu::Buffer {
-    upload_f32(&gpu().device, data)
-}
-
-fn read(buffer: &wgpu::Buffer) -> Vec<f32> {
-    read_f32(&gpu().device, &gpu().queue, buffer)
-}
-
-fn submit(record: impl FnOnce(&mut wgpu::CommandEncoder)) {
-    let gpu = gpu();
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    record(&mut encoder);
-    gpu.queue.submit([encoder.finish()]);
-}
-
 fn assert_stats(case: &str, got: &ChannelStats, want: &ChannelStats, tol: f64) {
     assert_eq!(got.count, want.count, "{case}: counts");
     let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();

@@ -10,21 +10,6 @@ use wgpu_batchnorm::{
     Epilogue, Layout, Mode, SavedStats, TensorShape, reference,
 };
 
-fn upload(data: &[f32]) -> wgpu::Buffer {
-    upload_f32(&gpu().device, data)
-}
-
-fn read(buffer: &wgpu::Buffer) -> Vec<f32> {
-    read_f32(&gpu().device, &gpu().queue, buffer)
-}
-
-fn submit(record: impl FnOnce(&mut wgpu::CommandEncoder)) {
-    let gpu = gpu();
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    record(&mut encoder);
-    gpu.queue.submit([encoder.finish()]);
-}
-
 /// The whole batch's saved statistics as a training forward writes them (f32 mean and
 /// invstd of the biased variance).
 fn saved_stats(shape: &TensorShape, x: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {

@@ -136,3 +136,22 @@ pub fn read_tensor(
         DType::F16 => wgpu_batchnorm::read_f16(device, queue, buffer.slice(..), n).unwrap(),
     }
 }
+
+/// A storage buffer on the shared test device holding `data`.
+pub fn upload(data: &[f32]) -> wgpu::Buffer {
+    upload_f32(&super::gpu().device, data)
+}
+
+/// A buffer of the shared test device read back after the submitted work.
+pub fn read(buffer: &wgpu::Buffer) -> Vec<f32> {
+    let gpu = super::gpu();
+    read_f32(&gpu.device, &gpu.queue, buffer)
+}
+
+/// Records into a new encoder of the shared test device and submits it.
+pub fn submit(record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+    let gpu = super::gpu();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    record(&mut encoder);
+    gpu.queue.submit([encoder.finish()]);
+}
