@@ -51,7 +51,7 @@ mod sums;
 
 pub use batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, Dispatch, ForwardBuffers, KernelPath,
-    RunningStats, SavedStats, Tuning,
+    ReduceBuffers, RunningStats, SavedStats, Tuning,
 };
 pub use blocking::{HostBackward, HostForward, HostRunningStats};
 pub use buffers::{

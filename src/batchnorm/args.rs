@@ -75,6 +75,21 @@ pub struct ForwardBuffers<'a> {
     pub saved: Option<SavedStats<'a>>,
 }
 
+/// Buffers of the reduce part of a synchronized backward
+/// ([`BatchNorm::backward_reduce`](crate::BatchNorm::backward_reduce)): what it reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ReduceBuffers<'a> {
+    /// The forward's input, read.
+    pub x: wgpu::BufferSlice<'a>,
+    /// Gradient of the loss with respect to y, read.
+    pub dy: wgpu::BufferSlice<'a>,
+    /// The forward's output y, read for the ReLU's mask; exactly with a fused epilogue.
+    pub y: Option<wgpu::BufferSlice<'a>>,
+    /// The statistics the forward normalized with (the whole batch's, as
+    /// `forward_with_statistics` saved them), read.
+    pub saved: SavedStats<'a>,
+}
+
 /// Buffers of a backward call.
 ///
 /// - `gamma` and `grads`: exactly when `config.affine`.

@@ -23,21 +23,31 @@ impl BatchNorm {
     /// Records the first part of a synchronized batch norm's backward (PyTorch's
     /// `batch_norm_backward_reduce`): per channel, `sum(dy)` and `sum(dy * (x - mean))` over
     /// this device's batch, into `sums` (C records of 4 f32, see
-    /// [`BackwardSums`](crate::BackwardSums)). It differentiates a training forward:
-    /// `bufs` as for [`backward`](Self::backward) in [`Mode::Train`], except that `gamma`,
-    /// `grads` and `dresidual` must be `None` and `dx` is not accessed (pass any slice, for
-    /// instance `dx` itself). An empty batch writes zero sums. Add every device's sums in
-    /// rank order ([`BackwardSums::add`](crate::BackwardSums::add) on the host) and give
-    /// the total to [`backward_apply`](Self::backward_apply).
+    /// [`BackwardSums`](crate::BackwardSums)), differentiating a training forward with
+    /// `bufs.saved` as its statistics. An empty batch writes zero sums. Add every device's
+    /// sums in rank order ([`BackwardSums::add`](crate::BackwardSums::add) on the host) and
+    /// give the total to [`backward_apply`](Self::backward_apply).
     pub fn backward_reduce(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         shape: &TensorShape,
-        bufs: &BackwardBuffers<'_>,
+        bufs: &ReduceBuffers<'_>,
         sums: wgpu::BufferSlice<'_>,
     ) -> Result<()> {
+        // The reduce part binds neither dx nor the gradients: `dx` is a placeholder here.
+        let whole = BackwardBuffers {
+            x: bufs.x,
+            dy: bufs.dy,
+            dx: bufs.x,
+            y: bufs.y,
+            dresidual: None,
+            gamma: None,
+            grads: None,
+            saved: Some(bufs.saved),
+            running: None,
+        };
         let steps = scoped(&self.device, || {
-            self.backward_steps(Mode::Train, shape, bufs, Part::Reduce(sums))
+            self.backward_steps(Mode::Train, shape, &whole, Part::Reduce(sums))
         })?;
         self.record(encoder, "backward-reduce", &steps);
         Ok(())

@@ -35,7 +35,8 @@ use plan::*;
 use steps::*;
 
 pub use args::{
-    AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, RunningStats, SavedStats,
+    AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, ReduceBuffers, RunningStats,
+    SavedStats,
 };
 pub use plan::KernelPath;
 pub use steps::Dispatch;

@@ -3,6 +3,7 @@
 //! `SyncBatchNorm`).
 
 use super::BatchNormLayer;
+use crate::batchnorm::ReduceBuffers;
 use crate::buffers::{read_f32, upload_f32};
 use crate::collective::Collective;
 use crate::config::Mode;
@@ -208,11 +209,11 @@ impl<C: Collective> SyncBatchNormLayer<C> {
         };
         let local = (|| {
             let bufs = self.layer.backward_buffers(true, x, y, dy, dx, dresidual);
-            let reduce = crate::BackwardBuffers {
-                gamma: None,
-                grads: None,
-                dresidual: None,
-                ..bufs
+            let reduce = ReduceBuffers {
+                x,
+                dy,
+                y: bufs.y,
+                saved: bufs.saved.expect("a training forward saves statistics"),
             };
             let bn = &self.layer.bn;
             bn.backward_reduce(&mut encoder, &shape, &reduce, self.local.slice(..))?;

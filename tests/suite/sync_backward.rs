@@ -7,7 +7,7 @@
 use crate::common::*;
 use wgpu_batchnorm::{
     AffineGrads, BackwardBuffers, BackwardSums, BatchNorm, BatchNormConfig, BatchNormError,
-    Epilogue, Layout, Mode, SavedStats, TensorShape, reference,
+    Epilogue, Layout, Mode, ReduceBuffers, SavedStats, TensorShape, reference,
 };
 
 /// The whole batch's saved statistics as a training forward writes them (f32 mean and
@@ -86,7 +86,6 @@ fn synchronized(
     };
     fn bufs<'a>(
         d: &'a Device,
-        reduce: bool,
         cfg: &BatchNormConfig,
         gamma: &'a wgpu::Buffer,
         saved: SavedStats<'a>,
@@ -97,10 +96,9 @@ fn synchronized(
             dy: d.dy.slice(..),
             dx: d.dx.slice(..),
             y: fused.then(|| d.y.slice(..)),
-            dresidual: (cfg.epilogue == Epilogue::AddRelu && !reduce)
-                .then(|| d.dresidual.slice(..)),
-            gamma: (cfg.affine && !reduce).then(|| gamma.slice(..)),
-            grads: (cfg.affine && !reduce).then(|| AffineGrads {
+            dresidual: (cfg.epilogue == Epilogue::AddRelu).then(|| d.dresidual.slice(..)),
+            gamma: cfg.affine.then(|| gamma.slice(..)),
+            grads: cfg.affine.then(|| AffineGrads {
                 dgamma: d.dgamma.slice(..),
                 dbeta: d.dbeta.slice(..),
                 accumulate: false,
@@ -111,13 +109,15 @@ fn synchronized(
     }
     submit(|e| {
         for d in &devices {
-            bn.backward_reduce(
-                e,
-                &d.shape,
-                &bufs(d, true, cfg, gamma, saved),
-                d.sums.slice(..),
-            )
-            .unwrap();
+            let b = bufs(d, cfg, gamma, saved);
+            let reduce = ReduceBuffers {
+                x: b.x,
+                dy: b.dy,
+                y: b.y,
+                saved,
+            };
+            bn.backward_reduce(e, &d.shape, &reduce, d.sums.slice(..))
+                .unwrap();
         }
     });
     let total = devices
@@ -132,7 +132,7 @@ fn synchronized(
             bn.backward_apply(
                 e,
                 &d.shape,
-                &bufs(d, false, cfg, gamma, saved),
+                &bufs(d, cfg, gamma, saved),
                 total.slice(..),
                 count,
             )
@@ -174,19 +174,14 @@ fn reduce_writes_the_sums_of_the_local_batch() {
         for bn in layers(BatchNormConfig::new(c)) {
             let (xb, dyb) = (upload(&x), upload(&dy));
             let sums = upload(&vec![f32::NAN; 4 * c]);
-            let bufs = BackwardBuffers {
+            let bufs = ReduceBuffers {
                 x: xb.slice(..),
                 dy: dyb.slice(..),
-                dx: xb.slice(..),
                 y: None,
-                dresidual: None,
-                gamma: None,
-                grads: None,
-                saved: Some(SavedStats {
+                saved: SavedStats {
                     mean: mb.slice(..),
                     invstd: ib.slice(..),
-                }),
-                running: None,
+                },
             };
             submit(|e| {
                 bn.backward_reduce(e, &shape, &bufs, sums.slice(..))
@@ -390,12 +385,23 @@ fn parts_are_checked() {
         running: None,
     };
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    // The reduce part reads no gamma and writes no gradients.
-    let err = bn
-        .backward_reduce(&mut encoder, &shape, &bufs(true), sums.slice(..))
+    let reduce = ReduceBuffers {
+        x: t.slice(..),
+        dy: t.slice(..),
+        y: None,
+        saved,
+    };
+    // The reduce part of a fused epilogue needs y.
+    let relu = BatchNorm::new(
+        &gpu.device,
+        BatchNormConfig::new(c).epilogue(Epilogue::Relu),
+    )
+    .unwrap();
+    let err = relu
+        .backward_reduce(&mut encoder, &shape, &reduce, sums.slice(..))
         .unwrap_err();
     assert!(
-        matches!(err, BatchNormError::UnexpectedBuffer { .. }),
+        matches!(err, BatchNormError::MissingBuffer { .. }),
         "{err:?}"
     );
     // The total count cannot be below the local one.
@@ -406,7 +412,7 @@ fn parts_are_checked() {
     // The sums hold 4 f32 per channel.
     let short = upload(&vec![0.0; 4 * c - 1]);
     let err = bn
-        .backward_reduce(&mut encoder, &shape, &bufs(false), short.slice(..))
+        .backward_reduce(&mut encoder, &shape, &reduce, short.slice(..))
         .unwrap_err();
     assert!(matches!(err, BatchNormError::BufferSize { .. }), "{err:?}");
     gpu.queue.submit([encoder.finish()]);
