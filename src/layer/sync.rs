@@ -195,8 +195,7 @@ impl<C: Collective> SyncBatchNormLayer<C> {
     ) -> Result<()> {
         let device = self.layer.bn.device().clone();
         let mut encoder = device.create_command_encoder(&Default::default());
-        let last = self.layer.last.clone();
-        let Some((shape, Mode::Train)) = last else {
+        let Some((shape, Mode::Train)) = &self.layer.last else {
             // No forward yet (the layer's error), or an eval forward: nothing to exchange.
             match dresidual {
                 Some(dz) => self
@@ -207,8 +206,8 @@ impl<C: Collective> SyncBatchNormLayer<C> {
             queue.submit([encoder.finish()]);
             return Ok(());
         };
+        let bufs = self.layer.backward_buffers(true, x, y, dy, dx, dresidual);
         let local = (|| {
-            let bufs = self.layer.backward_buffers(true, x, y, dy, dx, dresidual);
             let reduce = ReduceBuffers {
                 x,
                 dy,
@@ -216,17 +215,16 @@ impl<C: Collective> SyncBatchNormLayer<C> {
                 saved: bufs.saved.expect("a training forward saves statistics"),
             };
             let bn = &self.layer.bn;
-            bn.backward_reduce(&mut encoder, &shape, &reduce, self.local.slice(..))?;
+            bn.backward_reduce(&mut encoder, shape, &reduce, self.local.slice(..))?;
             queue.submit([encoder.finish()]);
             BackwardSums::from_gpu(&read_f32(&device, queue, self.local.slice(..))?)
         })();
         let add = |c: &C, n, l: Option<&_>| c.add_sums(n, l);
         self.exchange(queue, local, add, BackwardSums::to_gpu)?;
         let mut encoder = device.create_command_encoder(&Default::default());
-        let bufs = self.layer.backward_buffers(true, x, y, dy, dx, dresidual);
         let sums = self.global.slice(..);
         let bn = &self.layer.bn;
-        bn.backward_apply(&mut encoder, &shape, &bufs, sums, self.count)?;
+        bn.backward_apply(&mut encoder, shape, &bufs, sums, self.count)?;
         queue.submit([encoder.finish()]);
         Ok(())
     }

@@ -369,14 +369,14 @@ fn parts_are_checked() {
         mean: ch.slice(..),
         invstd: ch.slice(..),
     };
-    let bufs = |gamma: bool| BackwardBuffers {
+    let bufs = BackwardBuffers {
         x: t.slice(..),
         dy: t.slice(..),
         dx: t.slice(..),
         y: None,
         dresidual: None,
-        gamma: gamma.then(|| ch.slice(..)),
-        grads: gamma.then(|| AffineGrads {
+        gamma: Some(ch.slice(..)),
+        grads: Some(AffineGrads {
             dgamma: ch.slice(..),
             dbeta: ch.slice(..),
             accumulate: false,
@@ -406,7 +406,7 @@ fn parts_are_checked() {
     );
     // The total count cannot be below the local one.
     let err = bn
-        .backward_apply(&mut encoder, &shape, &bufs(true), sums.slice(..), 3)
+        .backward_apply(&mut encoder, &shape, &bufs, sums.slice(..), 3)
         .unwrap_err();
     assert!(matches!(err, BatchNormError::InvalidConfig(_)), "{err:?}");
     // The sums hold 4 f32 per channel.
