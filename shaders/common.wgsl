@@ -143,10 +143,16 @@ fn row_tasks() -> u32 {
     return ((p.channels + p.lanes - 1u) / p.lanes) * p.chunks;
 }
 
+// Tasks are numbered chunk-major: the blocks of one chunk, which read the same rows (a
+// block of 8 channels reads 32 bytes of each row of 256), are neighbouring workgroups and
+// run at the same time, so a row's memory lines are fetched once for all its blocks
+// rather than once per block (block-major, the order before, ran a row's blocks a whole
+// pass apart; BENCHMARKS.md, "Vector passes").
 fn row_task(g: u32, lid: u32) -> RowTask {
-    let block = g / p.chunks;
-    let c = block * p.lanes + lid % p.lanes;
-    return RowTask(c, g - block * p.chunks, lid / p.lanes, WG / p.lanes);
+    let blocks = (p.channels + p.lanes - 1u) / p.lanes;
+    let chunk = g / blocks;
+    let c = (g - chunk * blocks) * p.lanes + lid % p.lanes;
+    return RowTask(c, chunk, lid / p.lanes, WG / p.lanes);
 }
 
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.
