@@ -198,6 +198,8 @@ struct Options {
     cases: Vec<Case>,
     /// Forced plan tunables (`--tuning cpu|gpu`); the adapter's table entry otherwise.
     tuning: Option<Tuning>,
+    /// Forced `Tuning::vec4_per_invocation` (`--vec4 N`), over either of the above.
+    vec4: Option<usize>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -208,6 +210,7 @@ fn parse_args() -> Result<Options, String> {
         json: None,
         cases: Vec::new(),
         tuning: None,
+        vec4: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -233,9 +236,16 @@ fn parse_args() -> Result<Options, String> {
                     other => return Err(format!("--tuning {other:?}: expected cpu or gpu")),
                 })
             }
+            "--vec4" => {
+                o.vec4 = Some(
+                    value("--vec4")?
+                        .parse()
+                        .map_err(|e| format!("--vec4: {e}"))?,
+                )
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -390,8 +400,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = HeadlessGpu::open()?;
     let info = gpu.adapter.get_info();
     println!("adapter: {}", gpu.describe());
-    let tuning = opts.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
-    let how = if opts.tuning.is_some() {
+    let mut tuning = opts.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+    if let Some(v) = opts.vec4 {
+        tuning.vec4_per_invocation = v;
+    }
+    let how = if opts.tuning.is_some() || opts.vec4.is_some() {
         "forced"
     } else {
         "the adapter's table entry"

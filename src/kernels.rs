@@ -119,6 +119,11 @@ macro_rules! bindings {
 
         impl<'a> $ty<'a> {
             pub(crate) const SIZES: &'static [u64] = &[$($size),*];
+            /// As `SIZES` for the vec4 twin of a kernel (`*_vec4.wgsl`), which binds the
+            /// same buffers with the tensors (element size 4) as vec4s.
+            #[allow(dead_code)]
+            pub(crate) const VEC4_SIZES: &'static [u64] =
+                &[$(if $size == 4 { 16 } else { $size }),*];
             #[cfg(test)]
             pub(crate) const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
 
@@ -132,10 +137,13 @@ macro_rules! bindings {
 
 macro_rules! kernel {
     ($name:literal, $bindings:ident) => {
+        kernel!($name, $bindings, SIZES)
+    };
+    ($name:literal, $bindings:ident, $sizes:ident) => {
         KernelSpec {
             name: $name,
             source: include_str!(concat!("../shaders/", $name, ".wgsl")),
-            storage: $bindings::SIZES,
+            storage: $bindings::$sizes,
             #[cfg(test)]
             names: $bindings::NAMES,
         }
@@ -213,6 +221,8 @@ pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", StatsFin
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", EvalCoeffsBindings);
 pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", RunningUpdateBindings);
 pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", NormalizeBindings);
+pub(crate) const NORMALIZE_VEC4: KernelSpec =
+    kernel!("normalize_vec4", NormalizeBindings, VEC4_SIZES);
 pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", BackwardPrepBindings);
 pub(crate) const BACKWARD_PARTIAL: KernelSpec =
     kernel!("backward_partial", BackwardPartialBindings);
@@ -223,6 +233,8 @@ pub(crate) const BACKWARD_FINALIZE: KernelSpec =
 pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", MergeBindings);
 pub(crate) const BACKWARD_MERGE: KernelSpec = kernel!("backward_merge", MergeBindings);
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", BackwardDxBindings);
+pub(crate) const BACKWARD_DX_VEC4: KernelSpec =
+    kernel!("backward_dx_vec4", BackwardDxBindings, VEC4_SIZES);
 pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", ForwardOnePassBindings);
 pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", BackwardOnePassBindings);
 pub(crate) const FORWARD_THIN: KernelSpec = kernel!("forward_thin", ForwardOnePassBindings);
@@ -234,18 +246,20 @@ pub(crate) const FUSED_STORAGE: u32 = 8;
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 17] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 19] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
     EVAL_COEFFS,
     RUNNING_UPDATE,
     NORMALIZE,
+    NORMALIZE_VEC4,
     BACKWARD_PREP,
     BACKWARD_PARTIAL,
     BACKWARD_PARTIAL_ROWS,
     BACKWARD_FINALIZE,
     BACKWARD_DX,
+    BACKWARD_DX_VEC4,
     STATS_MERGE,
     BACKWARD_MERGE,
     FORWARD_FUSED,

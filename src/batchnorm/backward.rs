@@ -303,9 +303,16 @@ impl BatchNorm {
                 y: y.map_or(dummy, |y| piece.of(y)),
                 dz: dresidual.map_or(dummy, |dz| piece.of(dz)),
             };
-            let groups = self.elementwise_groups(piece.len);
-            let kernel = &p.backward_dx;
-            self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
+            let tensors = [Some(bufs.x), Some(bufs.dy), Some(bufs.dx), y, dresidual];
+            self.elementwise(
+                &mut steps,
+                (&p.backward_dx, &p.backward_dx_vec4),
+                shape,
+                piece,
+                &params,
+                &tensors,
+                &bindings.slices(),
+            );
         }
         Ok(steps)
     }

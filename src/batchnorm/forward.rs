@@ -262,13 +262,15 @@ impl BatchNorm {
                 y: piece.of(bufs.y),
                 z: residual.map_or(dummy, |z| piece.of(z)),
             };
-            let groups = self.elementwise_groups(piece.len);
-            self.dispatch(
+            let tensors = [Some(bufs.x), Some(bufs.y), residual];
+            self.elementwise(
                 &mut steps,
-                &p.normalize,
+                (&p.normalize, &p.normalize_vec4),
+                shape,
+                piece,
                 &params,
+                &tensors,
                 &bindings.slices(),
-                groups,
             );
         }
         Ok(steps)

@@ -28,6 +28,7 @@ mod kernel_set;
 mod plan;
 mod steps;
 mod tuning;
+mod vector;
 
 use bindings::*;
 use kernel_set::*;

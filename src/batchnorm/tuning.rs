@@ -15,17 +15,23 @@ pub struct Tuning {
     /// the width of the row passes' channel blocks, follow from it); fewer where the tensor
     /// is too small to give each invocation a few elements.
     pub target_workgroups: usize,
+    /// Vec4s each invocation of the vec4 elementwise passes handles (`normalize_vec4.wgsl`,
+    /// `backward_dx_vec4.wgsl`): the grid is the tensor's vec4s over this, so that an
+    /// invocation that keeps its channels reads their coefficients once for this many.
+    pub vec4_per_invocation: usize,
 }
 
 impl Tuning {
     /// For GPUs: 2048 workgroups.
     pub const GPU: Self = Self {
         target_workgroups: 2048,
+        vec4_per_invocation: 4,
     };
 
     /// For CPU adapters: 256 workgroups.
     pub const CPU: Self = Self {
         target_workgroups: 256,
+        vec4_per_invocation: 4,
     };
 
     /// The table's setting for an adapter.

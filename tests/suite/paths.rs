@@ -135,20 +135,22 @@ fn every_kernel_path_matches_the_reference() {
 fn each_path_dispatches_its_kernels() {
     let gpu = gpu();
     let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
-    let split = |partial: &'static str| {
+    // The last pass takes the vec4 kernel where each vec4 of the tensor holds one channel's
+    // elements (inner a multiple of 4) or four channels' (channels-last, C a multiple of 4).
+    let split = |partial: &'static str, normalize: &'static str| {
         vec![
             partial,
             "stats_finalize",
             "running_update",
             "running_update",
-            "normalize",
+            normalize,
         ]
     };
     let one_pass = |kernel| match fused {
         true => vec![kernel, "running_update", "running_update"],
-        false => split("stats_partial"),
+        false => split("stats_partial", "normalize"),
     };
-    let cases: [(&[usize], Layout, bool, Vec<&str>); 5] = [
+    let cases: [(&[usize], Layout, bool, Vec<&str>); 6] = [
         (
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
@@ -165,19 +167,25 @@ fn each_path_dispatches_its_kernels() {
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
             false,
-            split("stats_partial"),
+            split("stats_partial", "normalize"),
         ),
         (
             &[16, 4, 64, 64],
             Layout::ChannelsFirst,
             true,
-            split("stats_partial"),
+            split("stats_partial", "normalize_vec4"),
         ),
         (
             &[4, 8, 8, 16],
             Layout::ChannelsLast,
             true,
-            split("stats_partial_rows"),
+            split("stats_partial_rows", "normalize_vec4"),
+        ),
+        (
+            &[4, 8, 8, 6],
+            Layout::ChannelsLast,
+            true,
+            split("stats_partial_rows", "normalize"),
         ),
     ];
     for (dims, layout, allow_one_pass, want) in cases {
@@ -219,7 +227,7 @@ fn each_path_dispatches_its_kernels() {
                 "backward_prep",
                 "backward_partial",
                 "backward_finalize",
-                "backward_dx",
+                "backward_dx_vec4",
             ],
         ),
     ] {
@@ -256,7 +264,8 @@ fn each_path_dispatches_its_kernels() {
         assert_eq!(got, want, "{dims:?} backward");
     }
     // Three pieces of 1,024 values on a 4 KiB binding limit, 128 channels: each piece's
-    // partials merged into the running records before the next piece.
+    // partials merged into the running records before the next piece, then each piece
+    // normalized four values at a time (its length and base multiples of 4).
     let (device, _queue) = small_binding_device();
     let shape = TensorShape::channels_first(&[24, 128]).unwrap();
     let bn = BatchNorm::new(&device, BatchNormConfig::new(128)).unwrap();
@@ -269,6 +278,6 @@ fn each_path_dispatches_its_kernels() {
         .collect();
     let mut want = ["stats_partial_rows", "stats_merge"].repeat(3);
     want.extend(["stats_finalize", "running_update", "running_update"]);
-    want.extend(["normalize"; 3]);
+    want.extend(["normalize_vec4"; 3]);
     assert_eq!(got, want, "folded plan");
 }

@@ -1,0 +1,72 @@
+// Backward, last pass, as `backward_dx.wgsl` four elements at a time: x, dy, dx (and y,
+// dz of a fused epilogue) bound as vec4s under the conditions of `normalize_vec4.wgsl`,
+// whose loop this is: channels-last, an invocation keeps its four channels and reads
+// their coefficients once. Each element computed as in `backward_dx.wgsl` (`dx_value`,
+// `through_epilogue`), so the two agree bit for bit.
+// CPU twin: `reference::backward`.
+
+@group(0) @binding(1) var<storage, read_write> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> dy: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dx: array<vec4<T>>;
+// The forward's output (ReLU mask) and the residual's gradient of a fused epilogue; unused
+// bindings otherwise.
+@group(0) @binding(5) var<storage, read_write> y: array<vec4<T>>;
+@group(0) @binding(6) var<storage, read_write> dz: array<vec4<T>>;
+
+fn dx4(v: u32, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>) {
+    var g = vec4<f32>(dy[v]);
+    if ((p.flags & FLAG_RELU) != 0u) {
+        let yv = vec4<f32>(y[v]);
+        g = vec4<f32>(
+            through_epilogue(g.x, yv.x),
+            through_epilogue(g.y, yv.y),
+            through_epilogue(g.z, yv.z),
+            through_epilogue(g.w, yv.w),
+        );
+    }
+    let xv = vec4<f32>(x[v]);
+    dx[v] = vec4<T>(vec4<f32>(
+        dx_value(g.x, xv.x, q0),
+        dx_value(g.y, xv.y, q1),
+        dx_value(g.z, xv.z, q2),
+        dx_value(g.w, xv.w, q3),
+    ));
+    if ((p.flags & FLAG_RESIDUAL) != 0u) {
+        dz[v] = vec4<T>(g);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.len / 4u;
+    let threads = nwg.x * nwg.y * WG;
+    let t = linear_workgroup(wid, nwg) * WG + lid;
+    if (p.inner == 1u) {
+        // The host dispatches at least C / 4 invocations.
+        let quads = p.channels / 4u;
+        let stride = threads / quads * quads;
+        if (t >= stride) {
+            return;
+        }
+        let c = (p.base / 4u + t) % quads * 4u;
+        let q0 = chan[c];
+        let q1 = chan[c + 1u];
+        let q2 = chan[c + 2u];
+        let q3 = chan[c + 3u];
+        for (var v = t; v < n; v = v + stride) {
+            dx4(v, q0, q1, q2, q3);
+        }
+    } else {
+        var walk = flat_walk_from(p.base + 4u * t, 4u * threads);
+        for (var v = t; v < n; v = v + threads) {
+            let q = chan[walk.c];
+            walk = flat_walk_next(walk);
+            dx4(v, q, q, q, q);
+        }
+    }
+}

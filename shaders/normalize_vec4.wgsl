@@ -1,0 +1,64 @@
+// Forward, last pass, as `normalize.wgsl` four elements at a time: x, y and z bound as
+// vec4s, where the plan finds the piece in whole, aligned vec4s whose four elements are
+// of one channel (inner a multiple of 4) or of four consecutive channels (inner = 1, C a
+// multiple of 4: channels-last and (N, C)); see `vec4_pass` in src/batchnorm/plan.rs.
+// Channels-last, an invocation keeps its four channels for the whole loop (its stride is a
+// multiple of C / 4 vec4s), so it reads their coefficients once rather than a record per
+// element: per element, the scalar kernel reads 16 bytes of coefficients besides its 8
+// bytes of data, and for neighbouring channels these do not come from one broadcast.
+// Each element computed as in `normalize.wgsl` (`normalized`), so the two agree bit for bit.
+// CPU twin: `reference::forward`.
+
+@group(0) @binding(1) var<storage, read_write> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> chan: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<T>>;
+// The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
+@group(0) @binding(4) var<storage, read_write> z: array<vec4<T>>;
+
+fn normalized4(xv: vec4<T>, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>, v: u32) -> vec4<T> {
+    var zv = vec4<f32>(0.0);
+    if ((p.flags & FLAG_RESIDUAL) != 0u) {
+        zv = vec4<f32>(z[v]);
+    }
+    let xf = vec4<f32>(xv);
+    return vec4<T>(vec4<f32>(
+        normalized(xf.x, q0, zv.x),
+        normalized(xf.y, q1, zv.y),
+        normalized(xf.z, q2, zv.z),
+        normalized(xf.w, q3, zv.w),
+    ));
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = p.len / 4u;
+    let threads = nwg.x * nwg.y * WG;
+    let t = linear_workgroup(wid, nwg) * WG + lid;
+    if (p.inner == 1u) {
+        // The host dispatches at least C / 4 invocations.
+        let quads = p.channels / 4u;
+        let stride = threads / quads * quads;
+        if (t >= stride) {
+            return;
+        }
+        let c = (p.base / 4u + t) % quads * 4u;
+        let q0 = chan[c];
+        let q1 = chan[c + 1u];
+        let q2 = chan[c + 2u];
+        let q3 = chan[c + 3u];
+        for (var v = t; v < n; v = v + stride) {
+            y[v] = normalized4(x[v], q0, q1, q2, q3, v);
+        }
+    } else {
+        var walk = flat_walk_from(p.base + 4u * t, 4u * threads);
+        for (var v = t; v < n; v = v + threads) {
+            let q = chan[walk.c];
+            walk = flat_walk_next(walk);
+            y[v] = normalized4(x[v], q, q, q, q, v);
+        }
+    }
+}

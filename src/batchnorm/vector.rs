@@ -1,0 +1,70 @@
+//! The elementwise passes four elements at a time: when a piece may take the vec4 kernels
+//! (`normalize_vec4.wgsl`, `backward_dx_vec4.wgsl`), and their grid.
+
+use super::*;
+
+/// Whether the elementwise pass over `piece` of a tensor of `shape`, whose bound slices
+/// are `slices` (the tensors the pass reads and writes, before they are cut to the piece),
+/// may take the vec4 kernels: every vec4 of the piece holds four elements of one channel
+/// (inner a multiple of 4) or of four consecutive channels (inner = 1 and C a multiple of
+/// 4: channels-last and (N, C)), the piece is whole vec4s from a vec4 boundary, and every
+/// bound slice of it starts at a multiple of the vec4's size. Else the scalar kernels run.
+pub(crate) fn vec4_piece(
+    shape: &TensorShape,
+    piece: &Piece,
+    slices: &[Option<wgpu::BufferSlice<'_>>],
+) -> bool {
+    let (_, inner) = shape.outer_inner();
+    let grouped = inner.is_multiple_of(4) || (inner == 1 && shape.channels().is_multiple_of(4));
+    let vec_bytes = 4 * piece.size;
+    grouped
+        && piece.base.is_multiple_of(4)
+        && piece.len.is_multiple_of(4)
+        // The bind group layouts ask for a whole vec4<f32>.
+        && piece.len * piece.size >= 16
+        && slices
+            .iter()
+            .flatten()
+            .all(|s| (s.offset() + piece.base * piece.size).is_multiple_of(vec_bytes))
+}
+
+impl BatchNorm {
+    /// Workgroups of a vec4 elementwise pass over `piece`: a few vec4s per invocation
+    /// ([`Tuning::vec4_per_invocation`]), and, for inner = 1, at least one invocation for
+    /// each four channels (the kernels keep an invocation's channels for its whole loop).
+    pub(super) fn vec4_groups(&self, shape: &TensorShape, piece: &Piece) -> usize {
+        let wg = WORKGROUP_SIZE as usize;
+        let per = self.tuning.vec4_per_invocation.max(1);
+        let by_size = (piece.len as usize / 4).div_ceil(wg * per);
+        let quads = if shape.outer_inner().1 == 1 {
+            (shape.channels() / 4).div_ceil(wg)
+        } else {
+            0
+        };
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        by_size.min(max).max(quads).max(1)
+    }
+
+    /// The elementwise pass over `piece`: `vec4` with `vec4_bindings` where
+    /// [`vec4_piece`] allows it, else `scalar` over `bindings` with a grid of one element
+    /// per invocation.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn elementwise<'k>(
+        &self,
+        steps: &mut Vec<Step<'k>>,
+        (scalar, vec4): (&'k Kernel, &'k Kernel),
+        shape: &TensorShape,
+        piece: &Piece,
+        params: &wgpu::Buffer,
+        whole: &[Option<wgpu::BufferSlice<'_>>],
+        bindings: &[wgpu::BufferSlice<'_>],
+    ) {
+        if vec4_piece(shape, piece, whole) {
+            let groups = self.vec4_groups(shape, piece);
+            self.dispatch(steps, vec4, params, bindings, groups);
+        } else {
+            let groups = self.elementwise_groups(piece.len);
+            self.dispatch(steps, scalar, params, bindings, groups);
+        }
+    }
+}
