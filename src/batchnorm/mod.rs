@@ -34,6 +34,7 @@ use bindings::*;
 use kernel_set::*;
 use plan::*;
 use steps::*;
+use vector::*;
 
 pub use args::{
     AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, ReduceBuffers, RunningStats,
