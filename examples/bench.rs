@@ -200,8 +200,6 @@ struct Options {
     tuning: Option<Tuning>,
     /// Forced `Tuning::vec4_per_invocation` (`--vec4 N`), over either of the above.
     vec4: Option<usize>,
-    /// Forced `Tuning::row_vec4` (`--row-vec4 0|1`), likewise.
-    row_vec4: Option<bool>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -213,7 +211,6 @@ fn parse_args() -> Result<Options, String> {
         cases: Vec::new(),
         tuning: None,
         vec4: None,
-        row_vec4: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -239,13 +236,6 @@ fn parse_args() -> Result<Options, String> {
                     other => return Err(format!("--tuning {other:?}: expected cpu or gpu")),
                 })
             }
-            "--row-vec4" => {
-                o.row_vec4 = Some(match value("--row-vec4")?.as_str() {
-                    "0" => false,
-                    "1" => true,
-                    other => return Err(format!("--row-vec4 {other:?}: expected 0 or 1")),
-                })
-            }
             "--vec4" => {
                 o.vec4 = Some(
                     value("--vec4")?
@@ -255,7 +245,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--row-vec4 0|1]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -414,10 +404,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(v) = opts.vec4 {
         tuning.vec4_per_invocation = v;
     }
-    if let Some(r) = opts.row_vec4 {
-        tuning.row_vec4 = r;
-    }
-    let how = if opts.tuning.is_some() || opts.vec4.is_some() || opts.row_vec4.is_some() {
+    let how = if opts.tuning.is_some() || opts.vec4.is_some() {
         "forced"
     } else {
         "the adapter's table entry"

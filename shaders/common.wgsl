@@ -155,16 +155,6 @@ fn row_task(g: u32, lid: u32) -> RowTask {
     return RowTask(c, chunk, lid / p.lanes, WG / p.lanes);
 }
 
-// As `row_task` for the vec4 row passes (`*_rows_vec4.wgsl`): invocation `lid` reads the
-// four channels c .. c + 3 of the block, c = block * p.lanes + 4 * (lid % (p.lanes / 4)).
-fn row_task_vec4(g: u32, lid: u32) -> RowTask {
-    let quads = p.lanes / 4u;
-    let blocks = (p.channels + p.lanes - 1u) / p.lanes;
-    let chunk = g / blocks;
-    let c = (g - chunk * blocks) * p.lanes + 4u * (lid % quads);
-    return RowTask(c, chunk, lid / quads, WG / quads);
-}
-
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.
 fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;

@@ -217,8 +217,6 @@ bindings!(
 pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", StatsPartialBindings);
 pub(crate) const STATS_PARTIAL_ROWS: KernelSpec =
     kernel!("stats_partial_rows", StatsPartialBindings);
-pub(crate) const STATS_PARTIAL_ROWS_VEC4: KernelSpec =
-    kernel!("stats_partial_rows_vec4", StatsPartialBindings, VEC4_SIZES);
 pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", StatsFinalizeBindings);
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", EvalCoeffsBindings);
 pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", RunningUpdateBindings);
@@ -230,11 +228,6 @@ pub(crate) const BACKWARD_PARTIAL: KernelSpec =
     kernel!("backward_partial", BackwardPartialBindings);
 pub(crate) const BACKWARD_PARTIAL_ROWS: KernelSpec =
     kernel!("backward_partial_rows", BackwardPartialBindings);
-pub(crate) const BACKWARD_PARTIAL_ROWS_VEC4: KernelSpec = kernel!(
-    "backward_partial_rows_vec4",
-    BackwardPartialBindings,
-    VEC4_SIZES
-);
 pub(crate) const BACKWARD_FINALIZE: KernelSpec =
     kernel!("backward_finalize", BackwardFinalizeBindings);
 pub(crate) const STATS_MERGE: KernelSpec = kernel!("stats_merge", MergeBindings);
@@ -253,10 +246,9 @@ pub(crate) const FUSED_STORAGE: u32 = 8;
 
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 21] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 19] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
-    STATS_PARTIAL_ROWS_VEC4,
     STATS_FINALIZE,
     EVAL_COEFFS,
     RUNNING_UPDATE,
@@ -265,7 +257,6 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 21] = [
     BACKWARD_PREP,
     BACKWARD_PARTIAL,
     BACKWARD_PARTIAL_ROWS,
-    BACKWARD_PARTIAL_ROWS_VEC4,
     BACKWARD_FINALIZE,
     BACKWARD_DX,
     BACKWARD_DX_VEC4,

@@ -90,7 +90,6 @@ impl Kernel {
 pub(crate) struct Pipelines {
     pub stats_partial: Kernel,
     pub stats_partial_rows: Kernel,
-    pub stats_partial_rows_vec4: Kernel,
     pub stats_finalize: Kernel,
     pub eval_coeffs: Kernel,
     pub running_update: Kernel,
@@ -99,7 +98,6 @@ pub(crate) struct Pipelines {
     pub backward_prep: Kernel,
     pub backward_partial: Kernel,
     pub backward_partial_rows: Kernel,
-    pub backward_partial_rows_vec4: Kernel,
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
     pub backward_dx_vec4: Kernel,
@@ -123,7 +121,6 @@ impl Pipelines {
         Self {
             stats_partial: k(&STATS_PARTIAL),
             stats_partial_rows: k(&STATS_PARTIAL_ROWS),
-            stats_partial_rows_vec4: k(&STATS_PARTIAL_ROWS_VEC4),
             stats_finalize: k(&STATS_FINALIZE),
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
@@ -132,7 +129,6 @@ impl Pipelines {
             backward_prep: k(&BACKWARD_PREP),
             backward_partial: k(&BACKWARD_PARTIAL),
             backward_partial_rows: k(&BACKWARD_PARTIAL_ROWS),
-            backward_partial_rows_vec4: k(&BACKWARD_PARTIAL_ROWS_VEC4),
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             backward_dx_vec4: k(&BACKWARD_DX_VEC4),

@@ -256,10 +256,10 @@ impl BatchNorm {
                 partials,
                 y: y.map_or(dummy, |y| piece.of(y)),
             };
-            let kernel = match (plan.lanes > 0, plan.row_vec4) {
-                (true, true) => &p.backward_partial_rows_vec4,
-                (true, false) => &p.backward_partial_rows,
-                (false, _) => &p.backward_partial,
+            let kernel = if plan.lanes > 0 {
+                &p.backward_partial_rows
+            } else {
+                &p.backward_partial
             };
             self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             // A folded plan: this piece's sums into the running records right away.

@@ -21,11 +21,10 @@ impl BatchNorm {
         for (i, piece) in plan.pieces.iter().enumerate() {
             let params = self.params_buffer(shape, plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
-            let p = &self.set.pipelines;
-            let kernel = match (plan.lanes > 0, plan.row_vec4) {
-                (true, true) => &p.stats_partial_rows_vec4,
-                (true, false) => &p.stats_partial_rows,
-                (false, _) => &p.stats_partial,
+            let kernel = if plan.lanes > 0 {
+                &self.set.pipelines.stats_partial_rows
+            } else {
+                &self.set.pipelines.stats_partial
             };
             let bindings = StatsPartialBindings {
                 x: piece.of(x),

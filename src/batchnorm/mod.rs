@@ -34,7 +34,6 @@ use bindings::*;
 use kernel_set::*;
 use plan::*;
 use steps::*;
-use vector::*;
 
 pub use args::{
     AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, ReduceBuffers, RunningStats,

@@ -25,21 +25,9 @@ pub(crate) const MAX_LANES: u32 = 64;
 /// Channels per workgroup of the `*_rows` partial passes, used where a channel's elements
 /// are C apart (inner = 1: channels-last, and (N, C)); 0 (the per-channel passes) otherwise.
 /// The widest power of two from [`MAX_LANES`] down to [`MIN_LANES`] (or C rounded up to a
-/// power of two, if smaller) whose plan still has (within a quarter) as many workgroups as the adapter wants
+/// power of two, if smaller) whose plan still has as many workgroups as the adapter wants
 /// (`target` workgroups, see [`Tuning`], or all the tensor's size allows).
 pub(crate) fn row_lanes(shape: &TensorShape, target: usize) -> u32 {
-    row_lanes_within(shape, target, (MIN_LANES, MAX_LANES), 1)
-}
-
-/// As [`row_lanes`] with blocks from `widths.1` down to `widths.0` channels, each
-/// invocation reading `per_invocation` consecutive channels of a row (1, or 4 for the vec4
-/// row passes).
-pub(crate) fn row_lanes_within(
-    shape: &TensorShape,
-    target: usize,
-    widths: (u32, u32),
-    per_invocation: usize,
-) -> u32 {
     if shape.outer_inner().1 != 1 {
         return 0;
     }
@@ -47,16 +35,12 @@ pub(crate) fn row_lanes_within(
     let count = shape.per_channel().max(1);
     let wg = WORKGROUP_SIZE as usize;
     let wanted = target.min(shape.numel().div_ceil(wg * MIN_ELEMENTS_PER_INVOCATION));
-    let widest = (channels.next_power_of_two() as u32).min(widths.1);
+    let widest = (channels.next_power_of_two() as u32).min(MAX_LANES);
     let mut lanes = widest;
-    while lanes > widths.0 {
+    while lanes > MIN_LANES {
         let blocks = channels.div_ceil(lanes as usize);
-        let threads = wg * per_invocation / lanes as usize;
-        let (chunks, _) = plan_chunks(count, blocks, threads, target);
-        // Within a quarter of the target: rounding chunk lengths to whole rows of the
-        // workgroup leaves a few chunks fewer than asked for (242 of 256 for 2048 channels
-        // of 12,544 values in blocks of 256).
-        if 4 * blocks * chunks as usize >= 3 * wanted {
+        let (chunks, _) = plan_chunks(count, blocks, wg / lanes as usize, target);
+        if blocks * chunks as usize >= wanted {
             break;
         }
         lanes /= 2;
@@ -124,8 +108,6 @@ pub(super) struct Plan {
     pub(super) slots: u32,
     /// Channels per workgroup of the row partial passes; 0: the per-channel passes.
     pub(super) lanes: u32,
-    /// Whether the row partial passes read vec4s of four channels (`vec4_rows`).
-    pub(super) row_vec4: bool,
     /// Whether the pieces share the partial slots, each piece's partials folded into one
     /// record per channel right after its partial pass (`stats_merge.wgsl`,
     /// `backward_merge.wgsl`): where every piece's partials together would not fit one
@@ -144,7 +126,6 @@ impl Plan {
             pieces: Vec::new(),
             slots: 1,
             lanes: 0,
-            row_vec4: false,
             fold: false,
             path: KernelPath::Elementwise,
         }
@@ -179,18 +160,12 @@ impl BatchNorm {
             )));
         }
         let target = self.tuning.target_workgroups;
-        let row_vec4 = reduce && self.tuning.row_vec4 && vec4_rows(shape, max_len, &self.limits);
-        let lanes = match (reduce, row_vec4) {
-            (false, _) => 0,
-            (true, false) => row_lanes(shape, target),
-            (true, true) => row_lanes_within(shape, target, VEC4_ROW_LANES, 4),
-        };
+        let lanes = if reduce { row_lanes(shape, target) } else { 0 };
         let (units, threads) = if lanes > 0 {
             let lanes = lanes as usize;
-            let per_invocation = if row_vec4 { 4 } else { 1 };
             (
                 shape.channels().div_ceil(lanes),
-                WORKGROUP_SIZE as usize * per_invocation / lanes,
+                WORKGROUP_SIZE as usize / lanes,
             )
         } else {
             (shape.channels(), WORKGROUP_SIZE as usize)
@@ -248,7 +223,6 @@ impl BatchNorm {
             pieces,
             slots,
             lanes,
-            row_vec4: row_vec4 && lanes > 0,
             fold,
             path,
         })

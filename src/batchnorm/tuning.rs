@@ -23,11 +23,6 @@ pub struct Tuning {
     /// `backward_dx_vec4.wgsl`): the grid is the tensor's vec4s over this, so that an
     /// invocation that keeps its channels reads their coefficients once for this many.
     pub vec4_per_invocation: usize,
-    /// Whether the row partial passes (channels-last and (N, C)) read vec4s of four
-    /// channels where the tensor allows it (`stats_partial_rows_vec4.wgsl`,
-    /// `backward_partial_rows_vec4.wgsl`: C a multiple of 4, pieces of whole rows), in
-    /// blocks of 32 to 256 channels; else one channel per invocation in blocks of 8 to 64.
-    pub row_vec4: bool,
 }
 
 impl Tuning {
@@ -35,14 +30,12 @@ impl Tuning {
     pub const GPU: Self = Self {
         target_workgroups: 2048,
         vec4_per_invocation: 4,
-        row_vec4: true,
     };
 
     /// For CPU adapters: 256 workgroups.
     pub const CPU: Self = Self {
         target_workgroups: 256,
         vec4_per_invocation: 4,
-        row_vec4: true,
     };
 
     /// The table's setting for an adapter.

@@ -1,27 +1,7 @@
-//! Passes that read four elements at a time: when a piece may take the vec4 elementwise
-//! kernels (`normalize_vec4.wgsl`, `backward_dx_vec4.wgsl`) and their grid, and when the row
-//! partial passes may read vec4s of four channels (`*_rows_vec4.wgsl`).
+//! The elementwise passes four elements at a time: when a piece may take the vec4 kernels
+//! (`normalize_vec4.wgsl`, `backward_dx_vec4.wgsl`), and their grid.
 
 use super::*;
-
-/// Channels per block of the vec4 row partial passes, fewest and most: 32 channels of f32
-/// are one 128-byte line per row (8 invocations of a row); 256 are 64 invocations per row,
-/// 4 rows per workgroup.
-pub(crate) const VEC4_ROW_LANES: (u32, u32) = (32, 256);
-
-/// Whether the row partial passes over `shape`, in pieces of `max_len` elements, may read
-/// vec4s of four consecutive channels: the channel is the innermost axis, C is a multiple
-/// of 4, every piece is whole rows (one piece, or pieces a multiple of C long), and every
-/// binding offset is a multiple of 16 bytes (the device's storage offset alignment, and
-/// each piece's start, a multiple of C elements).
-pub(crate) fn vec4_rows(shape: &TensorShape, max_len: u64, limits: &wgpu::Limits) -> bool {
-    let channels = shape.channels() as u64;
-    shape.outer_inner().1 == 1
-        && channels > 0
-        && channels.is_multiple_of(4)
-        && (shape.numel() as u64 <= max_len || max_len.is_multiple_of(channels))
-        && limits.min_storage_buffer_offset_alignment >= 16
-}
 
 /// Whether the elementwise pass over `piece` of a tensor of `shape`, whose bound slices
 /// are `slices` (the tensors the pass reads and writes, before they are cut to the piece),
@@ -86,47 +66,5 @@ impl BatchNorm {
             let groups = self.elementwise_groups(piece.len);
             self.dispatch(steps, scalar, params, bindings, groups);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The vec4 row passes: channels-last (or (N, C)) with C a multiple of 4 and pieces of
-    /// whole rows; blocks from 256 channels down to 32 as filling the GPU needs.
-    #[test]
-    fn vec4_rows_need_whole_rows_of_quads() {
-        let limits = wgpu::Limits::default();
-        let nhwc = |dims: &[usize]| TensorShape::channels_last(dims).unwrap();
-        let big = u64::MAX;
-        assert!(vec4_rows(&nhwc(&[32, 112, 112, 64]), big, &limits));
-        assert!(vec4_rows(
-            &TensorShape::channels_first(&[4096, 4096]).unwrap(),
-            big,
-            &limits
-        ));
-        assert!(!vec4_rows(&nhwc(&[4, 8, 8, 6]), big, &limits));
-        assert!(!vec4_rows(
-            &TensorShape::channels_first(&[8, 64, 7, 7]).unwrap(),
-            big,
-            &limits
-        ));
-        // Pieces of 1,024 values: whole rows of 16 channels, not of 12.
-        assert!(vec4_rows(&nhwc(&[4, 8, 8, 16]), 1024, &limits));
-        assert!(!vec4_rows(&nhwc(&[3, 7, 5, 12]), 1024, &limits));
-        let fine = wgpu::Limits {
-            min_storage_buffer_offset_alignment: 4,
-            ..limits
-        };
-        assert!(!vec4_rows(&nhwc(&[32, 112, 112, 64]), big, &fine));
-        let gpu = Tuning::GPU.target_workgroups;
-        let lanes = |dims: &[usize]| row_lanes_within(&nhwc(dims), gpu, VEC4_ROW_LANES, 4);
-        // 64 channels: two blocks of 32 (blocks of 64 would leave at most 256 workgroups).
-        assert_eq!(lanes(&[32, 112, 112, 64]), 32);
-        // 2048 channels: 8 blocks of 256 times 242 chunks.
-        assert_eq!(lanes(&[256, 7, 7, 2048]), 256);
-        // Fewer channels than the narrowest block: one block of C rounded up.
-        assert_eq!(lanes(&[100, 12]), 16);
     }
 }

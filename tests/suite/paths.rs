@@ -91,16 +91,11 @@ fn every_kernel_path_matches_the_reference() {
             )
             .unwrap()
             .without_one_pass_kernels();
-            // The separate passes with the other adapter kind's tuning, and the other
-            // setting of `row_vec4`: both settings of the table run on the partial passes,
-            // and both row kernels on the row shapes.
+            // The separate passes with the other adapter kind's tuning: both settings of
+            // the table run on the partial passes.
             let other = match bn.tuning() {
                 t if t == Tuning::CPU => Tuning::GPU,
                 _ => Tuning::CPU,
-            };
-            let other = Tuning {
-                row_vec4: !bn.tuning().row_vec4,
-                ..other
             };
             let separate = separate.with_tuning(other);
             for (bn, one_pass) in [(bn, true), (separate, false)] {
@@ -184,7 +179,7 @@ fn each_path_dispatches_its_kernels() {
             &[4, 8, 8, 16],
             Layout::ChannelsLast,
             true,
-            split("stats_partial_rows_vec4", "normalize_vec4"),
+            split("stats_partial_rows", "normalize_vec4"),
         ),
         (
             &[4, 8, 8, 6],
@@ -269,9 +264,8 @@ fn each_path_dispatches_its_kernels() {
         assert_eq!(got, want, "{dims:?} backward");
     }
     // Three pieces of 1,024 values on a 4 KiB binding limit, 128 channels: each piece's
-    // partials merged into the running records before the next piece (each piece whole
-    // rows, read as vec4s of four channels), then each piece normalized four values at a
-    // time.
+    // partials merged into the running records before the next piece, then each piece
+    // normalized four values at a time (its length and base multiples of 4).
     let (device, _queue) = small_binding_device();
     let shape = TensorShape::channels_first(&[24, 128]).unwrap();
     let bn = BatchNorm::new(&device, BatchNormConfig::new(128)).unwrap();
@@ -282,7 +276,7 @@ fn each_path_dispatches_its_kernels() {
         .iter()
         .map(|d| d.kernel)
         .collect();
-    let mut want = ["stats_partial_rows_vec4", "stats_merge"].repeat(3);
+    let mut want = ["stats_partial_rows", "stats_merge"].repeat(3);
     want.extend(["stats_finalize", "running_update", "running_update"]);
     want.extend(["normalize_vec4"; 3]);
     assert_eq!(got, want, "folded plan");
