@@ -468,10 +468,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sinvstd = storage(&gpu, 4 * c as u64);
         let dgamma = storage(&gpu, 4 * c as u64);
         let dbeta = storage(&gpu, 4 * c as u64);
-        let mut bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?;
-        if let Some(t) = opts.tuning {
-            bn = bn.with_tuning(t);
-        }
+        // The tuning printed above, overrides included.
+        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?.with_tuning(tuning);
         let running = || RunningStats {
             mean: rmean.slice(..),
             var: rvar.slice(..),

@@ -10,9 +10,8 @@
 /// | `Cpu` (lavapipe, llvmpipe, WARP) | [`Tuning::CPU`]: 256 workgroups | a CPU runs a few workgroups at a time; each costs a shared-memory merge tree, so fewer, longer ones win (BENCHMARKS.md, "Adapter-aware plans") |
 /// | every other (discrete, integrated, virtual GPUs) | [`Tuning::GPU`]: 2048 workgroups | enough loads in flight to approach memory bandwidth on a large GPU (about 16 per H100 SM) |
 ///
-/// Both entries run the vec4 elementwise passes with 4 vec4s per invocation: on an H100, 1
-/// and 16 differed from 4 by less than run-to-run variation (BENCHMARKS.md, "vec4
-/// elementwise passes").
+/// Both entries run the vec4 elementwise passes with 4 vec4s per invocation, not yet
+/// compared with other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuning {
     /// Workgroups the partial passes aim at over the whole tensor (chunks per channel, and
