@@ -2,7 +2,10 @@
 // dz of a fused epilogue) bound as vec4s under the conditions of `normalize_vec4.wgsl`,
 // whose loop this is: channels-last, an invocation keeps its four channels and reads
 // their coefficients once. Each element computed as in `backward_dx.wgsl` (`dx_value`,
-// `through_epilogue`), so the two agree bit for bit.
+// `through_epilogue`), so the two agree bit for bit, but with the epilogue and the choice
+// of statistics fixed when the pipeline is built (the overridable constants EPILOGUE_RELU,
+// EPILOGUE_RESIDUAL and BATCH_STATS, see `Specialization` in src/kernels.rs) rather than
+// tested in `Params::flags` per element.
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<vec4<T>>;
@@ -16,7 +19,7 @@
 
 fn dx4(v: u32, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>) {
     var g = vec4<f32>(dy[v]);
-    if ((p.flags & FLAG_RELU) != 0u) {
+    if (EPILOGUE_RELU) {
         let yv = vec4<f32>(y[v]);
         g = vec4<f32>(
             through_epilogue(g.x, yv.x),
@@ -25,14 +28,18 @@ fn dx4(v: u32, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>) {
             through_epilogue(g.w, yv.w),
         );
     }
-    let xv = vec4<f32>(x[v]);
-    dx[v] = vec4<T>(vec4<f32>(
-        dx_value(g.x, xv.x, q0),
-        dx_value(g.y, xv.y, q1),
-        dx_value(g.z, xv.z, q2),
-        dx_value(g.w, xv.w, q3),
-    ));
-    if ((p.flags & FLAG_RESIDUAL) != 0u) {
+    // dx_value's two forms: a * g with running statistics (x not read, so a NaN in x stays
+    // out of dx), a * (g - k * (x - mean) - m) with the batch's.
+    let a = vec4<f32>(q0.y, q1.y, q2.y, q3.y);
+    if (BATCH_STATS) {
+        let mean = vec4<f32>(q0.x, q1.x, q2.x, q3.x);
+        let k = vec4<f32>(q0.z, q1.z, q2.z, q3.z);
+        let m = vec4<f32>(q0.w, q1.w, q2.w, q3.w);
+        dx[v] = vec4<T>(a * (g - k * (vec4<f32>(x[v]) - mean) - m));
+    } else {
+        dx[v] = vec4<T>(a * g);
+    }
+    if (EPILOGUE_RESIDUAL) {
         dz[v] = vec4<T>(g);
     }
 }

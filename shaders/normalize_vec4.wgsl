@@ -6,7 +6,10 @@
 // multiple of C / 4 vec4s), so it reads their coefficients once rather than a record per
 // element: per element, the scalar kernel reads 16 bytes of coefficients besides its 8
 // bytes of data, and for neighbouring channels these do not come from one broadcast.
-// Each element computed as in `normalize.wgsl` (`normalized`), so the two agree bit for bit.
+// Each element computed as in `normalize.wgsl` (`normalized`), so the two agree bit for
+// bit, but with the epilogue fixed when the pipeline is built (the overridable constants
+// EPILOGUE_RELU and EPILOGUE_RESIDUAL, see `Specialization` in src/kernels.rs) rather than
+// tested in `Params::flags` per element.
 // CPU twin: `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<vec4<T>>;
@@ -15,18 +18,20 @@
 // The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
 @group(0) @binding(4) var<storage, read_write> z: array<vec4<T>>;
 
+// `normalized` of four elements, with the specialization's epilogue. q0 .. q3 are their
+// channels' chan records (shift, scale, bias, 0).
 fn normalized4(xv: vec4<T>, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>, v: u32) -> vec4<T> {
-    var zv = vec4<f32>(0.0);
-    if ((p.flags & FLAG_RESIDUAL) != 0u) {
-        zv = vec4<f32>(z[v]);
+    let shift = vec4<f32>(q0.x, q1.x, q2.x, q3.x);
+    let scale = vec4<f32>(q0.y, q1.y, q2.y, q3.y);
+    let bias = vec4<f32>(q0.z, q1.z, q2.z, q3.z);
+    var r = (vec4<f32>(xv) - shift) * scale + bias;
+    if (EPILOGUE_RESIDUAL) {
+        r = r + vec4<f32>(z[v]);
     }
-    let xf = vec4<f32>(xv);
-    return vec4<T>(vec4<f32>(
-        normalized(xf.x, q0, zv.x),
-        normalized(xf.y, q1, zv.y),
-        normalized(xf.z, q2, zv.z),
-        normalized(xf.w, q3, zv.w),
-    ));
+    if (EPILOGUE_RELU) {
+        r = vec4<f32>(max0(r.x), max0(r.y), max0(r.z), max0(r.w));
+    }
+    return vec4<T>(r);
 }
 
 @compute @workgroup_size(WG)

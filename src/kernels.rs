@@ -49,7 +49,8 @@ pub(crate) const FLAGS: [(&str, u32); 10] = [
 ];
 
 /// The WGSL declarations of the Rust side of the contract, generated so that the two
-/// cannot drift: the tensor element type `T`, the workgroup size `WG` and the flag bits.
+/// cannot drift: the tensor element type `T`, the workgroup size `WG`, the flag bits and
+/// the overridable constants of [`Specialization`].
 pub(crate) fn wgsl_prelude(f16: bool) -> String {
     let mut s = if f16 {
         "enable f16;\nalias T = f16;\n".to_string()
@@ -59,6 +60,9 @@ pub(crate) fn wgsl_prelude(f16: bool) -> String {
     s += &format!("const WG: u32 = {WORKGROUP_SIZE}u;\n");
     for (name, bit) in FLAGS {
         s += &format!("const {name}: u32 = {bit}u;\n");
+    }
+    for name in Specialization::NAMES {
+        s += &format!("override {name}: bool = false;\n");
     }
     s
 }
@@ -280,8 +284,11 @@ pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool, f16: bool) -> 
     format!("{prelude}{COMMON}\n{reduce}\n{}", kernel.source)
 }
 
+mod specialization;
 #[cfg(test)]
 mod translate;
+
+pub(crate) use specialization::{Specialization, specializations};
 
 #[cfg(test)]
 mod tests {
@@ -434,6 +441,12 @@ mod tests {
         for (name, bit) in FLAGS {
             assert_eq!(prelude.matches(&format!("const {name}: u32 =")).count(), 1);
             assert!(prelude.contains(&format!("const {name}: u32 = {bit}u;")));
+        }
+        for name in Specialization::NAMES {
+            assert_eq!(
+                prelude.matches(&format!("override {name}: bool")).count(),
+                1
+            );
         }
         assert!(FLAGS.iter().all(|(_, b)| b.is_power_of_two()));
         let bits = FLAGS.iter().fold(0, |all, (_, b)| all | b);

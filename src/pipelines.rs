@@ -29,6 +29,17 @@ pub fn pipelines_built() -> usize {
 
 impl Kernel {
     fn new(device: &wgpu::Device, spec: &KernelSpec, subgroups: bool, f16: bool) -> Self {
+        Self::specialized(device, spec, subgroups, f16, Specialization::default())
+    }
+
+    /// The kernel with the prelude's overridable constants set to `special`.
+    fn specialized(
+        device: &wgpu::Device,
+        spec: &KernelSpec,
+        subgroups: bool,
+        f16: bool,
+        special: Specialization,
+    ) -> Self {
         PIPELINES_BUILT.fetch_add(1, Ordering::Relaxed);
         let label = format!("wgpu-batchnorm.{}", spec.name);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -74,7 +85,10 @@ impl Kernel {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &special.constants(),
+                ..Default::default()
+            },
             cache: None,
         });
         Self {
@@ -82,6 +96,31 @@ impl Kernel {
             pipeline,
             layout,
         }
+    }
+}
+
+/// A kernel built once per [`Specialization`] it is used with.
+#[derive(Debug)]
+pub(crate) struct Specialized {
+    kernels: Vec<(Specialization, Kernel)>,
+}
+
+impl Specialized {
+    /// `spec` built once per specialization in [`specializations`].
+    fn new(device: &wgpu::Device, spec: &KernelSpec, (subgroups, f16): (bool, bool)) -> Self {
+        let kernels = specializations(spec)
+            .into_iter()
+            .map(|s| (s, Kernel::specialized(device, spec, subgroups, f16, s)))
+            .collect();
+        Self { kernels }
+    }
+
+    /// The pipeline of `special`.
+    pub fn get(&self, special: Specialization) -> &Kernel {
+        let found = self.kernels.iter().find(|(s, _)| *s == special);
+        &found
+            .expect("every specialization a call can ask for is built")
+            .1
     }
 }
 
@@ -94,13 +133,15 @@ pub(crate) struct Pipelines {
     pub eval_coeffs: Kernel,
     pub running_update: Kernel,
     pub normalize: Kernel,
-    pub normalize_vec4: Kernel,
+    /// By epilogue.
+    pub normalize_vec4: Specialized,
     pub backward_prep: Kernel,
     pub backward_partial: Kernel,
     pub backward_partial_rows: Kernel,
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
-    pub backward_dx_vec4: Kernel,
+    /// By epilogue and batch statistics.
+    pub backward_dx_vec4: Specialized,
     pub stats_merge: Kernel,
     pub backward_merge: Kernel,
     /// The one-pass training forward, where the device binds enough storage buffers.
@@ -125,13 +166,13 @@ impl Pipelines {
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
             normalize: k(&NORMALIZE),
-            normalize_vec4: k(&NORMALIZE_VEC4),
+            normalize_vec4: Specialized::new(device, &NORMALIZE_VEC4, (subgroups, f16)),
             backward_prep: k(&BACKWARD_PREP),
             backward_partial: k(&BACKWARD_PARTIAL),
             backward_partial_rows: k(&BACKWARD_PARTIAL_ROWS),
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
-            backward_dx_vec4: k(&BACKWARD_DX_VEC4),
+            backward_dx_vec4: Specialized::new(device, &BACKWARD_DX_VEC4, (subgroups, f16)),
             stats_merge: k(&STATS_MERGE),
             backward_merge: k(&BACKWARD_MERGE),
             forward_fused: fused.then(|| k(&FORWARD_FUSED)),

@@ -306,7 +306,10 @@ impl BatchNorm {
             let tensors = [Some(bufs.x), Some(bufs.dy), Some(bufs.dx), y, dresidual];
             self.elementwise(
                 &mut steps,
-                (&p.backward_dx, &p.backward_dx_vec4),
+                (
+                    &p.backward_dx,
+                    p.backward_dx_vec4.get(Specialization::of_flags(flags)),
+                ),
                 shape,
                 piece,
                 &params,

@@ -265,7 +265,10 @@ impl BatchNorm {
             let tensors = [Some(bufs.x), Some(bufs.y), residual];
             self.elementwise(
                 &mut steps,
-                (&p.normalize, &p.normalize_vec4),
+                (
+                    &p.normalize,
+                    p.normalize_vec4.get(Specialization::of_flags(flags)),
+                ),
                 shape,
                 piece,
                 &params,

@@ -15,7 +15,7 @@ use crate::kernels::{
 use crate::kernels::{
     FLAG_ACCUMULATE_GRADS, FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY,
     FLAG_CUMULATIVE, FLAG_MERGE_B, FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Params,
-    WORKGROUP_SIZE,
+    Specialization, WORKGROUP_SIZE,
 };
 use crate::pipelines::{Kernel, Pipelines};
 use crate::shape::TensorShape;
