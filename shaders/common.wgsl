@@ -155,6 +155,23 @@ fn row_task(g: u32, lid: u32) -> RowTask {
     return RowTask(c, chunk, lid / p.lanes, WG / p.lanes);
 }
 
+// The loop of the vec4 elementwise passes (`*_vec4.wgsl`) over the bound piece's vec4s,
+// for invocation `t` of `threads`, channels-last (inner = 1): the stride, the largest
+// multiple of C / 4 within `threads`, so that every vec4 the invocation visits holds the
+// same channels c .. c + 3 (c from `vec4_quad_channel`), whose coefficients it reads once;
+// 0 for an invocation beyond it, which visits none. The host dispatches at least C / 4
+// invocations (`vec4_groups` in src/batchnorm/vector.rs).
+fn vec4_quad_stride(t: u32, threads: u32) -> u32 {
+    let quads = p.channels / 4u;
+    let stride = threads / quads * quads;
+    return select(0u, stride, t < stride);
+}
+
+// The first of the four channels of invocation t's vec4s (see `vec4_quad_stride`).
+fn vec4_quad_channel(t: u32) -> u32 {
+    return (p.base / 4u + t) % (p.channels / 4u) * 4u;
+}
+
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.
 fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;

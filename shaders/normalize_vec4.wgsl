@@ -44,13 +44,11 @@ fn main(
     let threads = nwg.x * nwg.y * WG;
     let t = linear_workgroup(wid, nwg) * WG + lid;
     if (p.inner == 1u) {
-        // The host dispatches at least C / 4 invocations.
-        let quads = p.channels / 4u;
-        let stride = threads / quads * quads;
-        if (t >= stride) {
+        let stride = vec4_quad_stride(t, threads);
+        if (stride == 0u) {
             return;
         }
-        let c = (p.base / 4u + t) % quads * 4u;
+        let c = vec4_quad_channel(t);
         let q0 = chan[c];
         let q1 = chan[c + 1u];
         let q2 = chan[c + 2u];
