@@ -303,7 +303,6 @@ impl BatchNorm {
                 y: y.map_or(dummy, |y| piece.of(y)),
                 dz: dresidual.map_or(dummy, |dz| piece.of(dz)),
             };
-            let tensors = [Some(bufs.x), Some(bufs.dy), Some(bufs.dx), y, dresidual];
             self.elementwise(
                 &mut steps,
                 (
@@ -313,7 +312,6 @@ impl BatchNorm {
                 shape,
                 piece,
                 &params,
-                &tensors,
                 &bindings.slices(),
             );
         }

@@ -262,7 +262,6 @@ impl BatchNorm {
                 y: piece.of(bufs.y),
                 z: residual.map_or(dummy, |z| piece.of(z)),
             };
-            let tensors = [Some(bufs.x), Some(bufs.y), residual];
             self.elementwise(
                 &mut steps,
                 (
@@ -272,7 +271,6 @@ impl BatchNorm {
                 shape,
                 piece,
                 &params,
-                &tensors,
                 &bindings.slices(),
             );
         }

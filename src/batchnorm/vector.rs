@@ -3,16 +3,17 @@
 
 use super::*;
 
-/// Whether the elementwise pass over `piece` of a tensor of `shape`, whose bound slices
-/// are `slices` (the tensors the pass reads and writes, before they are cut to the piece),
-/// may take the vec4 kernels: every vec4 of the piece holds four elements of one channel
-/// (inner a multiple of 4) or of four consecutive channels (inner = 1 and C a multiple of
-/// 4: channels-last and (N, C)), the piece is whole vec4s from a vec4 boundary, and every
-/// bound slice of it starts at a multiple of the vec4's size. Else the scalar kernels run.
+/// Whether the elementwise pass over `piece` of a tensor of `shape`, with `bindings` (the
+/// slices the pass binds: the tensors cut to the piece, and the crate's own scratch and
+/// unused-binding buffers, bound from offset 0), may take the vec4 kernels: every vec4 of
+/// the piece holds four elements of one channel (inner a multiple of 4) or of four
+/// consecutive channels (inner = 1 and C a multiple of 4: channels-last and (N, C)), the
+/// piece is whole vec4s from a vec4 boundary, and every binding starts at a multiple of the
+/// vec4's size. Else the scalar kernels run.
 pub(crate) fn vec4_piece(
     shape: &TensorShape,
     piece: &Piece,
-    slices: &[Option<wgpu::BufferSlice<'_>>],
+    bindings: &[wgpu::BufferSlice<'_>],
 ) -> bool {
     let (_, inner) = shape.outer_inner();
     let grouped = inner.is_multiple_of(4) || (inner == 1 && shape.channels().is_multiple_of(4));
@@ -22,10 +23,9 @@ pub(crate) fn vec4_piece(
         && piece.len.is_multiple_of(4)
         // The bind group layouts ask for a whole vec4<f32>.
         && piece.len * piece.size >= 16
-        && slices
+        && bindings
             .iter()
-            .flatten()
-            .all(|s| (s.offset() + piece.base * piece.size).is_multiple_of(vec_bytes))
+            .all(|s| s.offset().is_multiple_of(vec_bytes))
 }
 
 impl BatchNorm {
@@ -45,10 +45,8 @@ impl BatchNorm {
         by_size.min(max).max(quads).max(1)
     }
 
-    /// The elementwise pass over `piece`: `vec4` with `vec4_bindings` where
-    /// [`vec4_piece`] allows it, else `scalar` over `bindings` with a grid of one element
-    /// per invocation.
-    #[allow(clippy::too_many_arguments)]
+    /// The elementwise pass over `piece` with `bindings`: `vec4` where [`vec4_piece`]
+    /// allows it, else `scalar` with a grid of one element per invocation.
     pub(super) fn elementwise<'k>(
         &self,
         steps: &mut Vec<Step<'k>>,
@@ -56,10 +54,9 @@ impl BatchNorm {
         shape: &TensorShape,
         piece: &Piece,
         params: &wgpu::Buffer,
-        whole: &[Option<wgpu::BufferSlice<'_>>],
         bindings: &[wgpu::BufferSlice<'_>],
     ) {
-        if vec4_piece(shape, piece, whole) {
+        if vec4_piece(shape, piece, bindings) {
             let groups = self.vec4_groups(shape, piece);
             self.dispatch(steps, vec4, params, bindings, groups);
         } else {
