@@ -48,10 +48,12 @@ def main():
 
     print(f"- this crate: {ours['impl']} at {ours['commit']}, {ours['backend']}, "
           f"{ours['device']}, driver {ours['driver']}, {ours['date']}, "
-          f"median of {ours['reps']} after {ours['warmup']} warm-up")
+          f"median of {ours['reps']} after {ours['warmup']} warm-up, "
+          f"{ours.get('protocol', 'one submission per repetition, waited for')}")
     print(f"- reference: {theirs['impl']}, {theirs['backend']}, {theirs['device']}, "
           f"driver {theirs['driver']}, {theirs['date']}, "
-          f"median of {theirs['reps']} after {theirs['warmup']} warm-up")
+          f"median of {theirs['reps']} after {theirs['warmup']} warm-up, "
+          f"{theirs.get('protocol', 'repetitions back to back between CUDA events')}")
     print()
     print("| shape | layout | pass | wgpu-batchnorm ms | PyTorch ms | speedup "
           "| wgpu-batchnorm GB/s | % of wgpu stream | PyTorch GB/s | % of torch copy |")

@@ -9,12 +9,16 @@
 //! cargo run --release --example bench -- --case 8x64x56x56:NHWC --case 4096x512:NC
 //! ```
 //!
-//! Each figure is the median over `--reps` repetitions after `--warmup` untimed ones. Every
-//! repetition is one submission, waited for before the next, with a timestamp written
-//! before its first dispatch (once all earlier work has finished) and one after its last:
-//! GPU time of the whole call, no host time in it. Inputs rotate over enough sets that
-//! their bytes together exceed 256 MiB, so a tensor smaller than the L2 cache is not timed
-//! from the cache.
+//! Each figure is the median over `--reps` repetitions after `--warmup` untimed ones (and
+//! at least 300 ms of warm-up, 1 s for a case's first figure: a GPU lowers its clocks while
+//! the host prepares a case). The
+//! repetitions are recorded back to back, up to 256 per submission, as
+//! `benches/pytorch_bn.py` records PyTorch's between CUDA events, each with a timestamp
+//! written before its first dispatch (once all earlier work has finished) and one after its
+//! last: GPU time of the whole call, no host time in it. `--wait-each` submits and waits
+//! for every repetition alone instead (the protocol before 2026-11-27). Inputs rotate over enough sets
+//! that their bytes together exceed 256 MiB, so a tensor smaller than the L2 cache is not
+//! timed from the cache.
 //!
 //! Byte counts (B = the tensor's bytes): training forward 3B (read for statistics, read
 //! again and write y), eval 2B, backward 5B (read x and dy for the sums, read them again
@@ -26,7 +30,7 @@
 mod common;
 
 use common::normal;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::{SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
@@ -200,6 +204,8 @@ struct Options {
     tuning: Option<Tuning>,
     /// Forced `Tuning::vec4_per_invocation` (`--vec4 N`), over either of the above.
     vec4: Option<usize>,
+    /// One submission per repetition, waited for before the next (`--wait-each`).
+    wait_each: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -211,12 +217,14 @@ fn parse_args() -> Result<Options, String> {
         cases: Vec::new(),
         tuning: None,
         vec4: None,
+        wait_each: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--wait-each" => o.wait_each = true,
             "--reps" => {
                 o.reps = value("--reps")?
                     .parse()
@@ -245,7 +253,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -263,6 +271,18 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
+/// Repetitions recorded into one submission (two timestamps each).
+const BATCH: usize = 256;
+
+/// Least wall time of warm-up for the first figure of a case, right after the seconds of
+/// host work that prepare it. An H200 idled at 345-585 MHz (1980 MHz busy) during that work
+/// and took up to 0.6 s of steady GPU work to raise its clock again; timed right away, the
+/// same kernel on the same buffers measured 1,370 or 3,100 GB/s.
+const WARM_UP_FIRST: Duration = Duration::from_millis(1000);
+
+/// Least wall time of warm-up for the other figures of a case.
+const WARM_UP: Duration = Duration::from_millis(300);
+
 /// Times `record` (one repetition into the given encoder, for input set `set`) with
 /// timestamp queries; returns the median in milliseconds.
 struct Timer<'a> {
@@ -278,12 +298,12 @@ impl<'a> Timer<'a> {
         let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("bench timestamps"),
             ty: wgpu::QueryType::Timestamp,
-            count: 2,
+            count: 2 * BATCH as u32,
         });
         let buffer = |usage| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("bench timestamps"),
-                size: 16,
+                size: 16 * BATCH as u64,
                 usage,
                 mapped_at_creation: false,
             })
@@ -310,30 +330,65 @@ impl<'a> Timer<'a> {
         });
     }
 
+    /// Records `n` repetitions from `first` back to back in one submission, waits, and
+    /// returns each one's GPU time in milliseconds.
+    fn batch(
+        &self,
+        first: usize,
+        n: usize,
+        sets: usize,
+        record: &mut impl FnMut(&mut wgpu::CommandEncoder, usize),
+    ) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+        let device = &self.gpu.device;
+        let mut encoder = device.create_command_encoder(&Default::default());
+        for i in 0..n {
+            self.stamp(&mut encoder, 2 * i as u32);
+            record(&mut encoder, (first + i) % sets);
+            self.stamp(&mut encoder, 2 * i as u32 + 1);
+        }
+        let bytes = 16 * n as u64;
+        encoder.resolve_query_set(&self.queries, 0..2 * n as u32, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, bytes);
+        self.gpu.queue.submit([encoder.finish()]);
+        let slice = self.readback.slice(..bytes);
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("map timestamps"));
+        device.poll(wgpu::PollType::wait_indefinitely())?;
+        let times = {
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range()?);
+            ticks
+                .chunks_exact(2)
+                .map(|pair| pair[1].wrapping_sub(pair[0]) as f64 * self.period_ns * 1e-6)
+                .collect()
+        };
+        self.readback.unmap();
+        Ok(times)
+    }
+
     fn median_ms(
         &self,
         opts: &Options,
+        warm_up: Duration,
         sets: usize,
         mut record: impl FnMut(&mut wgpu::CommandEncoder, usize),
     ) -> Result<f64, Box<dyn std::error::Error>> {
-        let device = &self.gpu.device;
+        let batch = if opts.wait_each { 1 } else { BATCH };
+        // Warm-up: at least `--warmup` repetitions and at least `warm_up` of wall time, so a
+        // GPU that lowered its clocks while the host prepared the case has raised them again.
+        // Batches double so that the GPU, not the host's submit-and-wait, fills that time.
+        let started = Instant::now();
+        let mut rep = 0;
+        let mut n = opts.warmup.max(1);
+        while rep < opts.warmup || started.elapsed() < warm_up {
+            let n_now = if opts.wait_each { 1 } else { n.min(batch) };
+            self.batch(rep, n_now, sets, &mut record)?;
+            rep += n_now;
+            n *= 2;
+        }
         let mut times = Vec::with_capacity(opts.reps);
-        for rep in 0..opts.warmup + opts.reps {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            self.stamp(&mut encoder, 0);
-            record(&mut encoder, rep % sets);
-            self.stamp(&mut encoder, 1);
-            encoder.resolve_query_set(&self.queries, 0..2, &self.resolve, 0);
-            encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
-            self.gpu.queue.submit([encoder.finish()]);
-            let slice = self.readback.slice(..);
-            slice.map_async(wgpu::MapMode::Read, |r| r.expect("map timestamps"));
-            device.poll(wgpu::PollType::wait_indefinitely())?;
-            let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&slice.get_mapped_range()?[..16]);
-            self.readback.unmap();
-            if rep >= opts.warmup {
-                times.push(ticks[1].wrapping_sub(ticks[0]) as f64 * self.period_ns * 1e-6);
-            }
+        while times.len() < opts.reps {
+            let n = batch.min(opts.reps - times.len());
+            times.extend(self.batch(rep, n, sets, &mut record)?);
+            rep += n;
         }
         times.sort_by(f64::total_cmp);
         Ok(times[times.len() / 2])
@@ -410,6 +465,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "the adapter's table entry"
     };
     println!("plan tuning: {tuning:?} ({how})");
+    println!("protocol: {}", protocol(&opts));
     if !gpu
         .device
         .features()
@@ -506,7 +562,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let vec4s = (n / 4) as u32;
         let groups = vec4s.div_ceil(256).clamp(1, 65535);
-        let stream_ms = timer.median_ms(&opts, sets, |encoder, s| {
+        let stream_ms = timer.median_ms(&opts, WARM_UP_FIRST, sets, |encoder, s| {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&stream);
             pass.set_bind_group(0, &stream_groups[s], &[]);
@@ -514,7 +570,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
 
         for (pass, times) in PASSES {
-            let ms = timer.median_ms(&opts, sets, |encoder, s| {
+            let ms = timer.median_ms(&opts, WARM_UP, sets, |encoder, s| {
                 let result = match pass {
                     "fwd-train" | "fwd-eval" => {
                         let mode = if pass == "fwd-train" {
@@ -625,6 +681,15 @@ fn escape(s: &str) -> String {
 }
 
 /// The figures as JSON, in the form `benches/pytorch_bn.py` writes too.
+/// How the repetitions are submitted, as printed and written to the JSON.
+fn protocol(opts: &Options) -> &'static str {
+    if opts.wait_each {
+        "one submission per repetition, waited for"
+    } else {
+        "repetitions back to back, up to 256 per submission"
+    }
+}
+
 fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row]) -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -641,8 +706,10 @@ fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row])
     );
     out += &format!("  \"date\": \"{y:04}-{m:02}-{d:02}\",\n  \"commit\": \"{commit}\",\n");
     out += &format!(
-        "  \"reps\": {},\n  \"warmup\": {},\n  \"results\": [\n",
-        opts.reps, opts.warmup
+        "  \"reps\": {},\n  \"warmup\": {},\n  \"protocol\": \"{}\",\n  \"results\": [\n",
+        opts.reps,
+        opts.warmup,
+        protocol(opts)
     );
     for (i, r) in rows.iter().enumerate() {
         out += &format!(
