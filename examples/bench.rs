@@ -178,6 +178,10 @@ const QUICK: &[Known] = &[
 
 const PASSES: [(&str, u64); 3] = [("fwd-train", 3), ("fwd-eval", 2), ("backward", 5)];
 
+/// With `--stats`: `BatchNorm::statistics` alone (the training forward's reduction,
+/// reading B), a figure PyTorch's script has no twin for.
+const STATS_PASS: (&str, u64) = ("stats", 1);
+
 /// Input sets rotate until their bytes together reach this (above the L2 of current GPUs).
 const ROTATE_BYTES: u64 = 256 << 20;
 
@@ -206,6 +210,10 @@ struct Options {
     vec4: Option<usize>,
     /// One submission per repetition, waited for before the next (`--wait-each`).
     wait_each: bool,
+    /// Also time `BatchNorm::statistics` alone (`--stats`).
+    stats: bool,
+    /// Forced `Tuning::target_workgroups` (`--workgroups N`), over the tuning above.
+    workgroups: Option<usize>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -218,6 +226,8 @@ fn parse_args() -> Result<Options, String> {
         tuning: None,
         vec4: None,
         wait_each: false,
+        stats: false,
+        workgroups: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -225,6 +235,14 @@ fn parse_args() -> Result<Options, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--wait-each" => o.wait_each = true,
+            "--stats" => o.stats = true,
+            "--workgroups" => {
+                o.workgroups = Some(
+                    value("--workgroups")?
+                        .parse()
+                        .map_err(|e| format!("--workgroups: {e}"))?,
+                )
+            }
             "--reps" => {
                 o.reps = value("--reps")?
                     .parse()
@@ -253,7 +271,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -459,7 +477,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(v) = opts.vec4 {
         tuning.vec4_per_invocation = v;
     }
-    let how = if opts.tuning.is_some() || opts.vec4.is_some() {
+    if let Some(w) = opts.workgroups {
+        tuning.target_workgroups = w;
+    }
+    let how = if opts.tuning.is_some() || opts.vec4.is_some() || opts.workgroups.is_some() {
         "forced"
     } else {
         "the adapter's table entry"
@@ -524,6 +545,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sinvstd = storage(&gpu, 4 * c as u64);
         let dgamma = storage(&gpu, 4 * c as u64);
         let dbeta = storage(&gpu, 4 * c as u64);
+        let stats_out = storage(&gpu, 16 * c as u64);
         // The tuning printed above, overrides included.
         let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?.with_tuning(tuning);
         let running = || RunningStats {
@@ -569,7 +591,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pass.dispatch_workgroups(groups, 1, 1);
         })?;
 
-        for (pass, times) in PASSES {
+        let passes = PASSES.iter().chain(opts.stats.then_some(&STATS_PASS));
+        for &(pass, times) in passes {
             let ms = timer.median_ms(&opts, WARM_UP, sets, |encoder, s| {
                 let result = match pass {
                     "fwd-train" | "fwd-eval" => {
@@ -591,6 +614,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 saved: (mode == Mode::Train).then(saved),
                             },
                         )
+                    }
+                    "stats" => {
+                        bn.statistics(encoder, &shape, xs[s].slice(..bytes), stats_out.slice(..))
                     }
                     _ => bn.backward(
                         encoder,
