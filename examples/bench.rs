@@ -1,6 +1,8 @@
 //! GPU benchmark: training forward, eval forward and backward of batch norm per shape and
-//! layout, timed with timestamp queries, next to a streaming kernel measured in the same
-//! run on tensors of the same size.
+//! layout, timed with timestamp queries (Vulkan and GL, llvmpipe included, have them; an
+//! adapter without them, or `--host-clock`, is timed with the host's clock around each
+//! repetition's submission and wait), next to a streaming kernel measured in the same run
+//! on tensors of the same size.
 //!
 //! ```text
 //! cargo run --release --example bench                    # the full suite (a real GPU)
@@ -210,6 +212,9 @@ struct Options {
     vec4: Option<usize>,
     /// One submission per repetition, waited for before the next (`--wait-each`).
     wait_each: bool,
+    /// Time with the host's clock even where the adapter has timestamp queries
+    /// (`--host-clock`), to check them.
+    host_clock: bool,
     /// Also time `BatchNorm::statistics` alone (`--stats`).
     stats: bool,
     /// Forced `Tuning::target_workgroups` (`--workgroups N`), over the tuning above.
@@ -228,6 +233,7 @@ fn parse_args() -> Result<Options, String> {
         wait_each: false,
         stats: false,
         workgroups: None,
+        host_clock: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -236,6 +242,7 @@ fn parse_args() -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--wait-each" => o.wait_each = true,
             "--stats" => o.stats = true,
+            "--host-clock" => o.host_clock = true,
             "--workgroups" => {
                 o.workgroups = Some(
                     value("--workgroups")?
@@ -271,7 +278,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N] [--host-clock]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -302,9 +309,15 @@ const WARM_UP_FIRST: Duration = Duration::from_millis(1000);
 const WARM_UP: Duration = Duration::from_millis(300);
 
 /// Times `record` (one repetition into the given encoder, for input set `set`) with
-/// timestamp queries; returns the median in milliseconds.
+/// timestamp queries, or where the adapter has none (GL) with the host's clock around
+/// each repetition's submission and wait; returns the median in milliseconds.
 struct Timer<'a> {
     gpu: &'a HeadlessGpu,
+    stamps: Option<Stamps>,
+}
+
+/// The timestamp query set and its readback.
+struct Stamps {
     queries: wgpu::QuerySet,
     resolve: wgpu::Buffer,
     readback: wgpu::Buffer,
@@ -312,36 +325,53 @@ struct Timer<'a> {
 }
 
 impl<'a> Timer<'a> {
-    fn new(gpu: &'a HeadlessGpu) -> Self {
-        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("bench timestamps"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2 * BATCH as u32,
+    fn new(gpu: &'a HeadlessGpu, host_clock: bool) -> Self {
+        let has_timestamps = gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY);
+        let has_timestamps = has_timestamps && !host_clock;
+        let stamps = has_timestamps.then(|| {
+            let buffer = |usage| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("bench timestamps"),
+                    size: 16 * BATCH as u64,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            Stamps {
+                queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("bench timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * BATCH as u32,
+                }),
+                resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+                readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+                period_ns: f64::from(gpu.queue.get_timestamp_period()),
+            }
         });
-        let buffer = |usage| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("bench timestamps"),
-                size: 16 * BATCH as u64,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        Self {
-            gpu,
-            queries,
-            resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
-            readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
-            period_ns: f64::from(gpu.queue.get_timestamp_period()),
+        Self { gpu, stamps }
+    }
+
+    /// How repetitions are timed, as printed and written to the JSON.
+    fn protocol(&self, opts: &Options) -> &'static str {
+        if self.stamps.is_none() {
+            "host clock around each repetition's submission and wait"
+        } else if opts.wait_each {
+            "one submission per repetition, waited for"
+        } else {
+            "repetitions back to back, up to 256 per submission"
         }
     }
 
     /// An empty compute pass that writes timestamp `index` at its end (once every earlier
     /// command has finished).
-    fn stamp(&self, encoder: &mut wgpu::CommandEncoder, index: u32) {
+    fn stamp(st: &Stamps, encoder: &mut wgpu::CommandEncoder, index: u32) {
         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("bench timestamp"),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                query_set: &self.queries,
+                query_set: &st.queries,
                 beginning_of_pass_write_index: None,
                 end_of_pass_write_index: Some(index),
             }),
@@ -349,7 +379,8 @@ impl<'a> Timer<'a> {
     }
 
     /// Records `n` repetitions from `first` back to back in one submission, waits, and
-    /// returns each one's GPU time in milliseconds.
+    /// returns each one's GPU time in milliseconds (without timestamp queries: one
+    /// submission per repetition, host time from submission to the end of the wait).
     fn batch(
         &self,
         first: usize,
@@ -358,27 +389,40 @@ impl<'a> Timer<'a> {
         record: &mut impl FnMut(&mut wgpu::CommandEncoder, usize),
     ) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
         let device = &self.gpu.device;
+        let Some(st) = &self.stamps else {
+            let mut times = Vec::with_capacity(n);
+            for i in 0..n {
+                let mut encoder = device.create_command_encoder(&Default::default());
+                record(&mut encoder, (first + i) % sets);
+                let commands = encoder.finish();
+                let started = Instant::now();
+                self.gpu.queue.submit([commands]);
+                device.poll(wgpu::PollType::wait_indefinitely())?;
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            return Ok(times);
+        };
         let mut encoder = device.create_command_encoder(&Default::default());
         for i in 0..n {
-            self.stamp(&mut encoder, 2 * i as u32);
+            Self::stamp(st, &mut encoder, 2 * i as u32);
             record(&mut encoder, (first + i) % sets);
-            self.stamp(&mut encoder, 2 * i as u32 + 1);
+            Self::stamp(st, &mut encoder, 2 * i as u32 + 1);
         }
         let bytes = 16 * n as u64;
-        encoder.resolve_query_set(&self.queries, 0..2 * n as u32, &self.resolve, 0);
-        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, bytes);
+        encoder.resolve_query_set(&st.queries, 0..2 * n as u32, &st.resolve, 0);
+        encoder.copy_buffer_to_buffer(&st.resolve, 0, &st.readback, 0, bytes);
         self.gpu.queue.submit([encoder.finish()]);
-        let slice = self.readback.slice(..bytes);
+        let slice = st.readback.slice(..bytes);
         slice.map_async(wgpu::MapMode::Read, |r| r.expect("map timestamps"));
         device.poll(wgpu::PollType::wait_indefinitely())?;
         let times = {
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range()?);
             ticks
                 .chunks_exact(2)
-                .map(|pair| pair[1].wrapping_sub(pair[0]) as f64 * self.period_ns * 1e-6)
+                .map(|pair| pair[1].wrapping_sub(pair[0]) as f64 * st.period_ns * 1e-6)
                 .collect()
         };
-        self.readback.unmap();
+        st.readback.unmap();
         Ok(times)
     }
 
@@ -486,19 +530,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "the adapter's table entry"
     };
     println!("plan tuning: {tuning:?} ({how})");
-    println!("protocol: {}", protocol(&opts));
-    if !gpu
-        .device
-        .features()
-        .contains(wgpu::Features::TIMESTAMP_QUERY)
-    {
-        return Err(format!(
-            "{} ({:?}) has no timestamp queries (Features::TIMESTAMP_QUERY); the benchmark times GPU work \
-             with them only. Run it on an adapter that has them (e.g. WGPU_BACKEND=vulkan).",
-            info.name, info.backend
-        )
-        .into());
-    }
     let suite: Vec<Case> = if !opts.cases.is_empty() {
         opts.cases.clone()
     } else if opts.quick {
@@ -523,7 +554,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             compilation_options: Default::default(),
             cache: None,
         });
-    let timer = Timer::new(&gpu);
+    let timer = Timer::new(&gpu, opts.host_clock);
+    println!("protocol: {}", timer.protocol(&opts));
     let mut rows = Vec::new();
     for case in &suite {
         let shape = shape_of(case)?;
@@ -674,7 +706,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 String::from_utf8_lossy(&o.stdout).trim().to_string()
             })
     });
-    let json = to_json(&info, &commit, &opts, &rows);
+    let json = to_json(&info, &commit, &opts, timer.protocol(&opts), &rows);
     if let Some(path) = &opts.json {
         std::fs::write(path, json)?;
         println!("wrote {path}");
@@ -707,16 +739,13 @@ fn escape(s: &str) -> String {
 }
 
 /// The figures as JSON, in the form `benches/pytorch_bn.py` writes too.
-/// How the repetitions are submitted, as printed and written to the JSON.
-fn protocol(opts: &Options) -> &'static str {
-    if opts.wait_each {
-        "one submission per repetition, waited for"
-    } else {
-        "repetitions back to back, up to 256 per submission"
-    }
-}
-
-fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row]) -> String {
+fn to_json(
+    info: &wgpu::AdapterInfo,
+    commit: &str,
+    opts: &Options,
+    protocol: &str,
+    rows: &[Row],
+) -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -733,9 +762,7 @@ fn to_json(info: &wgpu::AdapterInfo, commit: &str, opts: &Options, rows: &[Row])
     out += &format!("  \"date\": \"{y:04}-{m:02}-{d:02}\",\n  \"commit\": \"{commit}\",\n");
     out += &format!(
         "  \"reps\": {},\n  \"warmup\": {},\n  \"protocol\": \"{}\",\n  \"results\": [\n",
-        opts.reps,
-        opts.warmup,
-        protocol(opts)
+        opts.reps, opts.warmup, protocol
     );
     for (i, r) in rows.iter().enumerate() {
         out += &format!(
