@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::{SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, ForwardBuffers,
-    HeadlessGpu, Mode, RunningStats, SavedStats, TensorShape, Tuning,
+    HeadlessGpu, Mode, Reduction, RunningStats, SavedStats, TensorShape, Tuning,
 };
 
 /// One shape of the suite: logical (N, C, *spatial) and its memory layout.
@@ -219,6 +219,9 @@ struct Options {
     stats: bool,
     /// Forced `Tuning::target_workgroups` (`--workgroups N`), over the tuning above.
     workgroups: Option<usize>,
+    /// Forced reduction kernels (`--reduction workgroup|subgroup`); the adapter's choice
+    /// (subgroups where it has them) otherwise.
+    reduction: Reduction,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -234,6 +237,7 @@ fn parse_args() -> Result<Options, String> {
         stats: false,
         workgroups: None,
         host_clock: false,
+        reduction: Reduction::Auto,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -243,6 +247,17 @@ fn parse_args() -> Result<Options, String> {
             "--wait-each" => o.wait_each = true,
             "--stats" => o.stats = true,
             "--host-clock" => o.host_clock = true,
+            "--reduction" => {
+                o.reduction = match value("--reduction")?.as_str() {
+                    "workgroup" => Reduction::Workgroup,
+                    "subgroup" => Reduction::Subgroup,
+                    other => {
+                        return Err(format!(
+                            "--reduction {other:?}: expected workgroup or subgroup"
+                        ));
+                    }
+                }
+            }
             "--workgroups" => {
                 o.workgroups = Some(
                     value("--workgroups")?
@@ -278,7 +293,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N] [--host-clock]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );
@@ -529,7 +544,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         "the adapter's table entry"
     };
-    println!("plan tuning: {tuning:?} ({how})");
+    println!(
+        "plan tuning: {tuning:?} ({how}); reduction: {:?}",
+        opts.reduction
+    );
     let suite: Vec<Case> = if !opts.cases.is_empty() {
         opts.cases.clone()
     } else if opts.quick {
@@ -579,7 +597,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dbeta = storage(&gpu, 4 * c as u64);
         let stats_out = storage(&gpu, 16 * c as u64);
         // The tuning printed above, overrides included.
-        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c))?.with_tuning(tuning);
+        let bn = BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(c), opts.reduction)?
+            .with_tuning(tuning);
         let running = || RunningStats {
             mean: rmean.slice(..),
             var: rvar.slice(..),
