@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Joins the JSON of examples/bench.rs (this crate) and benches/pytorch_bn.py (PyTorch)
+"""Joins the JSON of examples/bench/ (this crate) and benches/pytorch_bn.py (PyTorch)
 into a Markdown speedup table, and checks the targets of the performance issue:
 
   - every shape x layout x pass at least as fast as PyTorch (speedup >= 1.0);
@@ -26,7 +26,7 @@ def key(r):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("ours", help="JSON of examples/bench.rs")
+    ap.add_argument("ours", help="JSON of examples/bench/")
     ap.add_argument("theirs", help="JSON of benches/pytorch_bn.py")
     ap.add_argument(
         "--l2-mib",

@@ -2,7 +2,7 @@
 """PyTorch side of the batch-norm comparison.
 
 Times torch.nn.functional.batch_norm (f32, PyTorch's defaults: momentum 0.1, eps 1e-5,
-affine, running statistics) on the suite of `examples/bench.rs` with CUDA events, and writes
+affine, running statistics) on the suite of `examples/bench/` with CUDA events, and writes
 JSON in the same form, for `benches/join.py`:
 
     python3 benches/pytorch_bn.py --json target/bench/torch.json [--quick] [--reps N]

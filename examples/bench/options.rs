@@ -1,0 +1,115 @@
+//! Command-line options.
+
+use crate::cases::{Case, parse_case};
+use wgpu_batchnorm::{Reduction, Tuning};
+
+pub(crate) struct Options {
+    pub(crate) quick: bool,
+    pub(crate) reps: usize,
+    pub(crate) warmup: usize,
+    pub(crate) json: Option<String>,
+    pub(crate) cases: Vec<Case>,
+    /// Forced plan tunables (`--tuning cpu|gpu`); the adapter's table entry otherwise.
+    pub(crate) tuning: Option<Tuning>,
+    /// Forced `Tuning::vec4_per_invocation` (`--vec4 N`), over either of the above.
+    pub(crate) vec4: Option<usize>,
+    /// One submission per repetition, waited for before the next (`--wait-each`).
+    pub(crate) wait_each: bool,
+    /// Time with the host's clock even where the adapter has timestamp queries
+    /// (`--host-clock`), to check them.
+    pub(crate) host_clock: bool,
+    /// Also time `BatchNorm::statistics` alone (`--stats`).
+    pub(crate) stats: bool,
+    /// Forced `Tuning::target_workgroups` (`--workgroups N`), over the tuning above.
+    pub(crate) workgroups: Option<usize>,
+    /// Forced reduction kernels (`--reduction workgroup|subgroup`); the adapter's choice
+    /// (subgroups where it has them) otherwise.
+    pub(crate) reduction: Reduction,
+}
+
+pub(crate) fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        reps: 0,
+        warmup: 0,
+        json: None,
+        cases: Vec::new(),
+        tuning: None,
+        vec4: None,
+        wait_each: false,
+        stats: false,
+        workgroups: None,
+        host_clock: false,
+        reduction: Reduction::Auto,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--wait-each" => o.wait_each = true,
+            "--stats" => o.stats = true,
+            "--host-clock" => o.host_clock = true,
+            "--reduction" => {
+                o.reduction = match value("--reduction")?.as_str() {
+                    "workgroup" => Reduction::Workgroup,
+                    "subgroup" => Reduction::Subgroup,
+                    other => {
+                        return Err(format!(
+                            "--reduction {other:?}: expected workgroup or subgroup"
+                        ));
+                    }
+                }
+            }
+            "--workgroups" => {
+                o.workgroups = Some(
+                    value("--workgroups")?
+                        .parse()
+                        .map_err(|e| format!("--workgroups: {e}"))?,
+                )
+            }
+            "--reps" => {
+                o.reps = value("--reps")?
+                    .parse()
+                    .map_err(|e| format!("--reps: {e}"))?
+            }
+            "--warmup" => {
+                o.warmup = value("--warmup")?
+                    .parse()
+                    .map_err(|e| format!("--warmup: {e}"))?
+            }
+            "--json" => o.json = Some(value("--json")?),
+            "--case" => o.cases.push(parse_case(&value("--case")?)?),
+            "--tuning" => {
+                o.tuning = Some(match value("--tuning")?.as_str() {
+                    "cpu" => Tuning::CPU,
+                    "gpu" => Tuning::GPU,
+                    other => return Err(format!("--tuning {other:?}: expected cpu or gpu")),
+                })
+            }
+            "--vec4" => {
+                o.vec4 = Some(
+                    value("--vec4")?
+                        .parse()
+                        .map_err(|e| format!("--vec4: {e}"))?,
+                )
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
+                     times training forward, eval forward and backward per shape and layout;\n\
+                     --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if o.reps == 0 {
+        o.reps = if o.quick { 15 } else { 100 };
+    }
+    if o.warmup == 0 {
+        o.warmup = if o.quick { 3 } else { 10 };
+    }
+    Ok(o)
+}
