@@ -12,8 +12,8 @@ pub(crate) struct Case {
 
 /// A case of the built-in suites.
 pub(crate) struct Known {
-    pub(crate) dims: &'static [usize],
-    pub(crate) layout: &'static str,
+    dims: &'static [usize],
+    layout: &'static str,
 }
 
 impl Known {

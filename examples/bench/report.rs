@@ -5,7 +5,7 @@ use crate::options::Options;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
-pub(crate) fn civil_date(days: i64) -> (i64, u32, u32) {
+fn civil_date(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -17,7 +17,7 @@ pub(crate) fn civil_date(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-pub(crate) fn escape(s: &str) -> String {
+fn escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| match c {
             '"' => vec!['\\', '"'],

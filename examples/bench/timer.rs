@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use wgpu_batchnorm::HeadlessGpu;
 
 /// Repetitions recorded into one submission (two timestamps each).
-pub(crate) const BATCH: usize = 256;
+const BATCH: usize = 256;
 
 /// Least wall time of warm-up for the first figure of a case, right after the seconds of
 /// host work that prepare it. An H200 idled at 345-585 MHz (1980 MHz busy) during that work
@@ -18,29 +18,31 @@ pub(crate) const WARM_UP_FIRST: Duration = Duration::from_millis(1000);
 pub(crate) const WARM_UP: Duration = Duration::from_millis(300);
 
 /// Times `record` (one repetition into the given encoder, for input set `set`) with
-/// timestamp queries, or where the adapter has none (or with `--host-clock`) with the host's clock around
-/// each repetition's submission and wait; returns the median in milliseconds.
+/// timestamp queries, or where the adapter has none (or with `--host-clock`) with the
+/// host's clock around each repetition's submission and wait; returns the median in
+/// milliseconds.
 pub(crate) struct Timer<'a> {
-    pub(crate) gpu: &'a HeadlessGpu,
-    pub(crate) stamps: Option<Stamps>,
+    gpu: &'a HeadlessGpu,
+    /// `None`: timed with the host's clock.
+    stamps: Option<Stamps>,
 }
 
 /// The timestamp query set and its readback.
-pub(crate) struct Stamps {
-    pub(crate) queries: wgpu::QuerySet,
-    pub(crate) resolve: wgpu::Buffer,
-    pub(crate) readback: wgpu::Buffer,
-    pub(crate) period_ns: f64,
+struct Stamps {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    period_ns: f64,
 }
 
 impl<'a> Timer<'a> {
     pub(crate) fn new(gpu: &'a HeadlessGpu, host_clock: bool) -> Self {
-        let has_timestamps = gpu
-            .device
-            .features()
-            .contains(wgpu::Features::TIMESTAMP_QUERY);
-        let has_timestamps = has_timestamps && !host_clock;
-        let stamps = has_timestamps.then(|| {
+        let use_timestamps = !host_clock
+            && gpu
+                .device
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY);
+        let stamps = use_timestamps.then(|| {
             let buffer = |usage| {
                 gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("bench timestamps"),
@@ -76,7 +78,7 @@ impl<'a> Timer<'a> {
 
     /// An empty compute pass that writes timestamp `index` at its end (once every earlier
     /// command has finished).
-    pub(crate) fn stamp(st: &Stamps, encoder: &mut wgpu::CommandEncoder, index: u32) {
+    fn stamp(st: &Stamps, encoder: &mut wgpu::CommandEncoder, index: u32) {
         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("bench timestamp"),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -90,7 +92,7 @@ impl<'a> Timer<'a> {
     /// Records `n` repetitions from `first` back to back in one submission, waits, and
     /// returns each one's GPU time in milliseconds (without timestamp queries: one
     /// submission per repetition, host time from submission to the end of the wait).
-    pub(crate) fn batch(
+    fn batch(
         &self,
         first: usize,
         n: usize,
@@ -150,7 +152,7 @@ impl<'a> Timer<'a> {
         let mut rep = 0;
         let mut n = opts.warmup.max(1);
         while rep < opts.warmup || started.elapsed() < warm_up {
-            let n_now = if opts.wait_each { 1 } else { n.min(batch) };
+            let n_now = n.min(batch);
             self.batch(rep, n_now, sets, &mut record)?;
             rep += n_now;
             n *= 2;
