@@ -30,7 +30,28 @@ fn main(
         let end = min(start + p.chunk_len, k_hi);
         var s = vec4<f32>(0.0);
         var walk = walk_from(start + lid, WG);
-        for (var k = start + lid; k < end; k = k + WG) {
+        var k = start + lid;
+        // Four elements' loads in flight before their sums, in the order of one at a time
+        // (BENCHMARKS.md, "Loads in flight").
+        for (; k + 3u * WG < end; k = k + 4u * WG) {
+            let i0 = walk_index(walk, c) - p.base;
+            walk = walk_next(walk);
+            let i1 = walk_index(walk, c) - p.base;
+            walk = walk_next(walk);
+            let i2 = walk_index(walk, c) - p.base;
+            walk = walk_next(walk);
+            let i3 = walk_index(walk, c) - p.base;
+            walk = walk_next(walk);
+            let iv = vec4<u32>(i0, i1, i2, i3);
+            let d = vec4<f32>(f32(dy[iv.x]), f32(dy[iv.y]), f32(dy[iv.z]), f32(dy[iv.w]));
+            let xv = vec4<f32>(f32(x[iv.x]), f32(x[iv.y]), f32(x[iv.z]), f32(x[iv.w]));
+            var yv = vec4<f32>(1.0);
+            if ((p.flags & FLAG_RELU) != 0u) {
+                yv = vec4<f32>(f32(y[iv.x]), f32(y[iv.y]), f32(y[iv.z]), f32(y[iv.w]));
+            }
+            s = backward_sums_add4(s, d, xv, yv, mean);
+        }
+        for (; k < end; k = k + WG) {
             let i = walk_index(walk, c) - p.base;
             walk = walk_next(walk);
             var g_out = f32(dy[i]);

@@ -440,6 +440,17 @@ fn sums_add(s: vec4<f32>, v: vec2<f32>) -> vec4<f32> {
     return vec4<f32>(a.x, b.x, s.z + a.y, s.w + b.y);
 }
 
+// Four elements of the backward sums, in order: (dy, x, y) of each, y read only with a
+// fused ReLU. The same sums as four `sums_add` of the partial passes' tail loops.
+fn backward_sums_add4(s: vec4<f32>, dy: vec4<f32>, x: vec4<f32>, y: vec4<f32>, mean: f32) -> vec4<f32> {
+    var r = s;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let g = through_epilogue(dy[j], y[j]);
+        r = sums_add(r, vec2<f32>(g, g * (x[j] - mean)));
+    }
+    return r;
+}
+
 // The sum of two such pairs of two-float sums.
 fn sums_merge(s: vec4<f32>, t: vec4<f32>) -> vec4<f32> {
     let r = sums_add(s, t.xy);

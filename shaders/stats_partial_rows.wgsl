@@ -34,7 +34,20 @@ fn main(
             let k_hi = first_k_at(c, p.base + p.len);
             let start = k_lo + chunk * p.chunk_len;
             let end = min(start + p.chunk_len, k_hi);
-            for (var k = start + row; k < end; k = k + rows) {
+            // Four loads in flight before their pushes, in the order of one at a time (the
+            // same result to the bit): one load per iteration left a GPU waiting on memory
+            // latency (BENCHMARKS.md, "Loads in flight").
+            let s = rows * p.channels;
+            var k = start + row;
+            for (; k + 3u * rows < end; k = k + 4u * rows) {
+                let i = k * p.channels + c - p.base;
+                let v0 = f32(x[i]);
+                let v1 = f32(x[i + s]);
+                let v2 = f32(x[i + 2u * s]);
+                let v3 = f32(x[i + 3u * s]);
+                w = welford_push(welford_push(welford_push(welford_push(w, v0), v1), v2), v3);
+            }
+            for (; k < end; k = k + rows) {
                 w = welford_push(w, f32(x[k * p.channels + c - p.base]));
             }
         }
