@@ -1,5 +1,6 @@
 // Training forward, pass 1: Welford partials of one run (chunk) of one channel's elements
-// within the bound piece, one per workgroup, the mean in two floats (`welford_push`).
+// within the bound piece, one per workgroup, the mean in two floats: shifted sums per
+// invocation (`shifted_sums.wgsl`), merged across the workgroup (Chan).
 // Output: partials[c * slots + slot_base + chunk] = (count, mean - shift, biased
 // variance, shift) with shift the mean rounded to f32 (`welford_record`);
 // count 0 for a chunk past the channel's elements in this piece.
@@ -23,11 +24,15 @@ fn main(
         let k_hi = first_k_at(c, p.base + p.len);
         let start = k_lo + chunk * p.chunk_len;
         let end = min(start + p.chunk_len, k_hi);
-        var w = welford_empty();
+        // Shifted sums per invocation (shifted_sums.wgsl), k its first value; four loads in
+        // flight before their pushes (BENCHMARKS.md, "Loads in flight").
         var walk = walk_from(start + lid, WG);
         var k = start + lid;
-        // Four loads in flight before their pushes, in the order of one at a time (the same
-        // result to the bit; BENCHMARKS.md, "Loads in flight").
+        var first = 0.0;
+        if (k < end) {
+            first = f32(x[walk_index(walk, c) - p.base]);
+        }
+        var sh = shifted_empty(first);
         for (; k + 3u * WG < end; k = k + 4u * WG) {
             let i0 = walk_index(walk, c) - p.base;
             walk = walk_next(walk);
@@ -41,11 +46,21 @@ fn main(
             let v1 = f32(x[i1]);
             let v2 = f32(x[i2]);
             let v3 = f32(x[i3]);
-            w = welford_push(welford_push(welford_push(welford_push(w, v0), v1), v2), v3);
+            sh = shifted_push(shifted_push(shifted_push(shifted_push(sh, v0), v1), v2), v3);
         }
         for (; k < end; k = k + WG) {
-            w = welford_push(w, f32(x[walk_index(walk, c) - p.base]));
+            sh = shifted_push(sh, f32(x[walk_index(walk, c) - p.base]));
             walk = walk_next(walk);
+        }
+        var w = shifted_welford(sh);
+        if (!shifted_finite(sh)) {
+            // Overflow of d^2, or a NaN or infinite value: the Welford update, value by value.
+            w = welford_empty();
+            var redo = walk_from(start + lid, WG);
+            for (var kk = start + lid; kk < end; kk = kk + WG) {
+                w = welford_push(w, f32(x[walk_index(redo, c) - p.base]));
+                redo = walk_next(redo);
+            }
         }
         let r = reduce_welford(lid, w);
         if (lid == 0u) {

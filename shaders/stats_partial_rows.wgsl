@@ -4,7 +4,7 @@
 // `p.lanes` channels (8 to 64; see `row_lanes` in src/batchnorm/plan.rs) and one run (chunk)
 // of their elements: invocation (row, lane) reads channel block + lane at rows
 // start + row, start + row + rows, ..., so the invocations of a row read consecutive
-// addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation Welford (the mean in two floats), then a shared-memory tree over the rows of each lane, in fixed
+// addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation shifted sums (`shifted_sums.wgsl`, the mean in two floats), then a shared-memory tree over the rows of each lane, in fixed
 // order. Output as `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] =
 // (count, mean - shift, biased variance, shift), for the same chunks of each
 // channel's elements.
@@ -34,21 +34,33 @@ fn main(
             let k_hi = first_k_at(c, p.base + p.len);
             let start = k_lo + chunk * p.chunk_len;
             let end = min(start + p.chunk_len, k_hi);
-            // Four loads in flight before their pushes, in the order of one at a time (the
-            // same result to the bit): one load per iteration left a GPU waiting on memory
-            // latency (BENCHMARKS.md, "Loads in flight").
+            // Shifted sums per invocation (shifted_sums.wgsl), k its first value; four
+            // loads in flight before their pushes (BENCHMARKS.md, "Loads in flight").
             let s = rows * p.channels;
             var k = start + row;
+            var first = 0.0;
+            if (k < end) {
+                first = f32(x[k * p.channels + c - p.base]);
+            }
+            var sh = shifted_empty(first);
             for (; k + 3u * rows < end; k = k + 4u * rows) {
                 let i = k * p.channels + c - p.base;
                 let v0 = f32(x[i]);
                 let v1 = f32(x[i + s]);
                 let v2 = f32(x[i + 2u * s]);
                 let v3 = f32(x[i + 3u * s]);
-                w = welford_push(welford_push(welford_push(welford_push(w, v0), v1), v2), v3);
+                sh = shifted_push(shifted_push(shifted_push(shifted_push(sh, v0), v1), v2), v3);
             }
             for (; k < end; k = k + rows) {
-                w = welford_push(w, f32(x[k * p.channels + c - p.base]));
+                sh = shifted_push(sh, f32(x[k * p.channels + c - p.base]));
+            }
+            w = shifted_welford(sh);
+            if (!shifted_finite(sh)) {
+                // Overflow of d^2, or a NaN or infinite value: the Welford update.
+                w = welford_empty();
+                for (var kk = start + row; kk < end; kk = kk + rows) {
+                    w = welford_push(w, f32(x[kk * p.channels + c - p.base]));
+                }
             }
         }
         tile[lid] = welford_pack(w);

@@ -91,7 +91,11 @@ pub(crate) struct Params {
     pub _pad2: u32,
 }
 
-const COMMON: &str = include_str!("../shaders/common.wgsl");
+const COMMON: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    "\n",
+    include_str!("../shaders/shifted_sums.wgsl")
+);
 const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../shaders/reduce_subgroup.wgsl");
 
