@@ -155,6 +155,19 @@ fn row_task(g: u32, lid: u32) -> RowTask {
     return RowTask(c, chunk, lid / p.lanes, WG / p.lanes);
 }
 
+// Invocations per channel of the finalize passes (`stats_finalize.wgsl`,
+// `backward_finalize.wgsl`), which merge each channel's `p.slots` records as a tree: the
+// slots rounded up to a power of two, at most WG (a workgroup then holds WG / rows
+// channels). One invocation merging hundreds of records in a row took tens of
+// microseconds on a GPU (BENCHMARKS.md, "Finalize as a tree"). Host twin:
+// `Plan::finalize_groups` sizes the grid from it.
+fn merge_rows() -> u32 {
+    if (p.slots <= 1u) {
+        return 1u;
+    }
+    return min(WG, 1u << (32u - countLeadingZeros(p.slots - 1u)));
+}
+
 // The loop of the vec4 elementwise passes (`*_vec4.wgsl`) over the bound piece's vec4s,
 // for invocation `t` of `threads`, channels-last (inner = 1): the stride, the largest
 // multiple of C / 4 within `threads`, so that every vec4 the invocation visits holds the

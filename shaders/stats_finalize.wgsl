@@ -1,5 +1,5 @@
-// Training forward, pass 2: one invocation per channel merges that channel's partials (all
-// pieces, all chunks) in fixed order (Chan), the means in two floats,
+// Training forward, pass 2: `merge_rows()` invocations per channel merge that channel's
+// partials (all pieces, all chunks) as a tree in fixed order (Chan), the means in two floats,
 // writes the saved mean and inverse standard deviation, and the
 // per-channel coefficients that `normalize.wgsl` applies:
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
@@ -14,28 +14,53 @@
 @group(0) @binding(5) var<storage, read_write> save_mean: array<f32>;
 @group(0) @binding(6) var<storage, read_write> save_invstd: array<f32>;
 
+var<workgroup> tile: array<vec4<f32>, WG>;
+
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let stride = nwg.x * nwg.y * WG;
-    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+    // Invocation (row, lane) merges records row, row + rows, ... of channel block + lane;
+    // then a shared-memory tree over the rows, in fixed order.
+    let rows = merge_rows();
+    let lanes = WG / rows;
+    let lane = lid % lanes;
+    let row = lid / lanes;
+    let blocks = (p.channels + lanes - 1u) / lanes;
+    for (var g = linear_workgroup(wid, nwg); g < blocks; g = g + nwg.x * nwg.y) {
+        let c = g * lanes + lane;
         var m = welford_empty();
-        for (var j = 0u; j < p.slots; j = j + 1u) {
-            m = merged_push(m, partials[c * p.slots + j]);
+        if (c < p.channels) {
+            for (var j = row; j < p.slots; j = j + rows) {
+                m = merged_push(m, partials[c * p.slots + j]);
+            }
         }
-        var g = 1.0;
-        var b = 0.0;
-        if ((p.flags & FLAG_AFFINE) != 0u) {
-            g = gamma[c];
-            b = beta[c];
+        tile[lid] = welford_pack(m);
+        workgroupBarrier();
+        // Loop bound from the uniform p.slots alone: the barriers stay in uniform control flow.
+        for (var s = rows / 2u; s > 0u; s = s >> 1u) {
+            if (row < s) {
+                let t = welford_merge(welford_unpack(tile[lid]), welford_unpack(tile[lid + s * lanes]));
+                tile[lid] = welford_pack(t);
+            }
+            workgroupBarrier();
         }
-        let f = forward_channel(m, g, b);
-        save_mean[c] = f.mean;
-        save_invstd[c] = f.invstd;
-        chan[c] = f.coeffs;
-        chan[p.channels + c] = f.stats;
+        if (row == 0u && c < p.channels) {
+            let merged = welford_unpack(tile[lid]);
+            var scale = 1.0;
+            var shift = 0.0;
+            if ((p.flags & FLAG_AFFINE) != 0u) {
+                scale = gamma[c];
+                shift = beta[c];
+            }
+            let f = forward_channel(merged, scale, shift);
+            save_mean[c] = f.mean;
+            save_invstd[c] = f.invstd;
+            chan[c] = f.coeffs;
+            chan[p.channels + c] = f.stats;
+        }
+        workgroupBarrier();
     }
 }

@@ -195,6 +195,11 @@ impl BatchNorm {
             }
             _ => self.params_buffer(shape, global_plan, None, flags)?,
         };
+        // The records per channel that the finalize pass merges, as `global` tells it.
+        let finalize_groups = match part {
+            Part::Apply { .. } => one_record.finalize_groups(shape.channels()),
+            _ => global_plan.finalize_groups(shape.channels()),
+        };
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
         let dummy = self.set.dummy.slice(..);
@@ -291,7 +296,7 @@ impl BatchNorm {
                 dbeta,
             };
             let kernel = &p.backward_finalize;
-            self.dispatch(&mut steps, kernel, &global, &bindings.slices(), per_channel);
+            self.dispatch(&mut steps, kernel, &global, &bindings.slices(), finalize_groups);
         }
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;

@@ -191,13 +191,8 @@ impl BatchNorm {
                     save_invstd: s.invstd,
                 };
                 let finalize = &p.stats_finalize;
-                self.dispatch(
-                    &mut steps,
-                    finalize,
-                    &global,
-                    &bindings.slices(),
-                    per_channel,
-                );
+                let groups = global_plan.finalize_groups(shape.channels());
+                self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
             }
             (None, Some(_), _) => {}
             (None, None, Some(r)) => {

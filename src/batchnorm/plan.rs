@@ -131,6 +131,15 @@ impl Plan {
         }
     }
 
+    /// Workgroups of the finalize passes (`stats_finalize.wgsl`, `backward_finalize.wgsl`)
+    /// merging this plan's `slots` records per channel: `merge_rows()` in common.wgsl
+    /// (the slots rounded up to a power of two, at most a workgroup) invocations per channel.
+    pub(super) fn finalize_groups(&self, channels: usize) -> usize {
+        let wg = WORKGROUP_SIZE as usize;
+        let rows = (self.slots.max(1) as usize).next_power_of_two().min(wg);
+        channels.div_ceil(wg / rows)
+    }
+
     /// Workgroup tasks of a partial pass over `piece`: (channel, chunk) pairs, or (block of
     /// `lanes` channels, chunk) pairs for the row passes.
     pub(super) fn partial_groups(&self, channels: usize, piece: &Piece) -> usize {
