@@ -1,6 +1,6 @@
-// Backward partial sums, (hi, hi, lo, lo) of `sums_add` in common.wgsl: one invocation
-// per channel adds channel c's `slots` records of `a`, then (FLAG_MERGE_B) its record of
-// `b`, in that order, into out[c]. Folds each piece's partials into running records where
+// Backward partial sums, (hi, hi, lo, lo) of `sums_add` in common.wgsl: `merge_rows()`
+// invocations per channel add channel c's `slots` records of `a` as a tree (`row_tree.wgsl`),
+// then (FLAG_MERGE_B) its record of `b`, in that order, into out[c]. Folds each piece's partials into running records where
 // the partials of all pieces would not fit one binding (`Plan::fold` in
 // src/batchnorm/plan.rs); the backward's twin of `stats_merge.wgsl`.
 // CPU twin: `reference::backward` (the sums of dy and dy * (x - mean)).
@@ -15,15 +15,22 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let stride = nwg.x * nwg.y * WG;
-    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+    let tasks = merge_tasks();
+    for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
+        let t = merge_task(g, lid);
+        let c = t.c;
         var s = vec4<f32>(0.0);
-        for (var j = 0u; j < p.slots; j = j + 1u) {
-            s = sums_merge(s, a[c * p.slots + j]);
+        if (c < p.channels) {
+            for (var j = t.row; j < p.slots; j = j + t.rows) {
+                s = sums_merge(s, a[c * p.slots + j]);
+            }
         }
-        if ((p.flags & FLAG_MERGE_B) != 0u) {
-            s = sums_merge(s, b[c]);
+        s = sums_rows(lid, WG / t.rows, s);
+        if (t.row == 0u && c < p.channels) {
+            if ((p.flags & FLAG_MERGE_B) != 0u) {
+                s = sums_merge(s, b[c]);
+            }
+            out[c] = s;
         }
-        out[c] = s;
     }
 }

@@ -14,8 +14,6 @@
 // The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
 @group(0) @binding(5) var<storage, read_write> y: array<T>;
 
-var<workgroup> tile: array<vec4<f32>, WG>;
-
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -44,18 +42,9 @@ fn main(
                 s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
             }
         }
-        tile[lid] = s;
-        workgroupBarrier();
-        // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
-        for (var h = WG / p.lanes / 2u; h > 0u; h = h >> 1u) {
-            if (row < h) {
-                tile[lid] = sums_merge(tile[lid], tile[lid + h * p.lanes]);
-            }
-            workgroupBarrier();
-        }
+        let r = sums_rows(lid, p.lanes, s);
         if (row == 0u && c < p.channels) {
-            partials[c * p.slots + p.slot_base + chunk] = tile[lid];
+            partials[c * p.slots + p.slot_base + chunk] = r;
         }
-        workgroupBarrier();
     }
 }

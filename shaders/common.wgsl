@@ -130,7 +130,8 @@ fn flat_walk_next(w: FlatWalk) -> FlatWalk {
 
 // One workgroup task of the row partial passes (`*_rows.wgsl`), as invocation `lid` sees
 // it: task g is (block of p.lanes channels, chunk); the invocation reads channel c of the
-// block at rows row, row + rows, ... of the chunk.
+// block at rows row, row + rows, ... of the chunk. The merge passes' tasks have the same
+// form (`merge_task` in row_tree.wgsl).
 struct RowTask {
     c: u32,
     chunk: u32,
@@ -153,19 +154,6 @@ fn row_task(g: u32, lid: u32) -> RowTask {
     let chunk = g / blocks;
     let c = (g - chunk * blocks) * p.lanes + lid % p.lanes;
     return RowTask(c, chunk, lid / p.lanes, WG / p.lanes);
-}
-
-// Invocations per channel of the finalize passes (`stats_finalize.wgsl`,
-// `backward_finalize.wgsl`), which merge each channel's `p.slots` records as a tree: the
-// slots rounded up to a power of two, at most WG (a workgroup then holds WG / rows
-// channels). One invocation merging hundreds of records in a row took tens of
-// microseconds on a GPU (BENCHMARKS.md, "Finalize as a tree"). Host twin:
-// `Plan::finalize_groups` sizes the grid from it.
-fn merge_rows() -> u32 {
-    if (p.slots <= 1u) {
-        return 1u;
-    }
-    return min(WG, 1u << (32u - countLeadingZeros(p.slots - 1u)));
 }
 
 // The loop of the vec4 elementwise passes (`*_vec4.wgsl`) over the bound piece's vec4s,

@@ -1,6 +1,6 @@
-// Per-channel statistics records (count, mean of x - shift, variance, shift): one invocation per
-// channel merges channel c's `slots` records of `a`, then (FLAG_MERGE_B) its record of `b`,
-// in that order (Chan), into out[c]. Exports the partial passes' output as one record per
+// Per-channel statistics records (count, mean of x - shift, variance, shift): `merge_rows()`
+// invocations per channel merge channel c's `slots` records of `a` as a tree
+// (`row_tree.wgsl`), then (FLAG_MERGE_B) its record of `b`, in that order (Chan), into out[c]. Exports the partial passes' output as one record per
 // channel, and merges statistics of micro-batches or devices.
 // CPU twin: `ChannelStats::merge`.
 
@@ -14,15 +14,22 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let stride = nwg.x * nwg.y * WG;
-    for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+    let tasks = merge_tasks();
+    for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
+        let t = merge_task(g, lid);
+        let c = t.c;
         var m = welford_empty();
-        for (var j = 0u; j < p.slots; j = j + 1u) {
-            m = merged_push(m, a[c * p.slots + j]);
+        if (c < p.channels) {
+            for (var j = t.row; j < p.slots; j = j + t.rows) {
+                m = merged_push(m, a[c * p.slots + j]);
+            }
         }
-        if ((p.flags & FLAG_MERGE_B) != 0u) {
-            m = merged_push(m, b[c]);
+        m = welford_rows(lid, WG / t.rows, m);
+        if (t.row == 0u && c < p.channels) {
+            if ((p.flags & FLAG_MERGE_B) != 0u) {
+                m = merged_push(m, b[c]);
+            }
+            out[c] = welford_record(m);
         }
-        out[c] = welford_record(m);
     }
 }

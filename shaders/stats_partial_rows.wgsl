@@ -13,8 +13,6 @@
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4<f32>>;
 
-var<workgroup> tile: array<vec4<f32>, WG>;
-
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -63,19 +61,9 @@ fn main(
                 }
             }
         }
-        tile[lid] = welford_pack(w);
-        workgroupBarrier();
-        // Loop bound from the uniform p.lanes alone: the barriers stay in uniform control flow.
-        for (var s = WG / p.lanes / 2u; s > 0u; s = s >> 1u) {
-            if (row < s) {
-                let m = welford_merge(welford_unpack(tile[lid]), welford_unpack(tile[lid + s * p.lanes]));
-                tile[lid] = welford_pack(m);
-            }
-            workgroupBarrier();
-        }
+        let r = welford_rows(lid, p.lanes, w);
         if (row == 0u && c < p.channels) {
-            partials[c * p.slots + p.slot_base + chunk] = welford_record(welford_unpack(tile[lid]));
+            partials[c * p.slots + p.slot_base + chunk] = welford_record(r);
         }
-        workgroupBarrier();
     }
 }

@@ -94,7 +94,9 @@ pub(crate) struct Params {
 const COMMON: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     "\n",
-    include_str!("../shaders/shifted_sums.wgsl")
+    include_str!("../shaders/shifted_sums.wgsl"),
+    "\n",
+    include_str!("../shaders/row_tree.wgsl")
 );
 const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../shaders/reduce_subgroup.wgsl");

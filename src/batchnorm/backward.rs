@@ -195,10 +195,10 @@ impl BatchNorm {
             }
             _ => self.params_buffer(shape, global_plan, None, flags)?,
         };
-        // The records per channel that the finalize pass merges, as `global` tells it.
-        let finalize_groups = match part {
-            Part::Apply { .. } => one_record.finalize_groups(shape.channels()),
-            _ => global_plan.finalize_groups(shape.channels()),
+        // Workgroups of the passes merging the records per channel that `global` describes.
+        let merge_groups = match part {
+            Part::Apply { .. } => one_record.merge_groups(shape.channels()),
+            _ => global_plan.merge_groups(shape.channels()),
         };
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());
@@ -282,7 +282,7 @@ impl BatchNorm {
                     out,
                 };
                 let merge = &p.backward_merge;
-                self.dispatch(&mut steps, merge, &global, &bindings.slices(), per_channel);
+                self.dispatch(&mut steps, merge, &global, &bindings.slices(), merge_groups);
                 return Ok(steps);
             }
             Part::Apply { sums: given, .. } => sums = given,
@@ -296,7 +296,13 @@ impl BatchNorm {
                 dbeta,
             };
             let kernel = &p.backward_finalize;
-            self.dispatch(&mut steps, kernel, &global, &bindings.slices(), finalize_groups);
+            self.dispatch(
+                &mut steps,
+                kernel,
+                &global,
+                &bindings.slices(),
+                merge_groups,
+            );
         }
         for piece in &plan.pieces {
             let params = self.params_buffer(shape, &plan, Some(piece), flags)?;

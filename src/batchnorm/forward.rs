@@ -191,7 +191,7 @@ impl BatchNorm {
                     save_invstd: s.invstd,
                 };
                 let finalize = &p.stats_finalize;
-                let groups = global_plan.finalize_groups(shape.channels());
+                let groups = global_plan.merge_groups(shape.channels());
                 self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
             }
             (None, Some(_), _) => {}

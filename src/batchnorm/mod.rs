@@ -308,9 +308,9 @@ impl BatchNorm {
                 b: self.set.dummy.slice(..),
                 out,
             };
-            let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+            let groups = merged_plan.merge_groups(shape.channels());
             let merge = &p.stats_merge;
-            self.dispatch(&mut steps, merge, &global, &bindings.slices(), per_channel);
+            self.dispatch(&mut steps, merge, &global, &bindings.slices(), groups);
             Ok(steps)
         })?;
         self.record(encoder, "statistics", &steps);
@@ -338,7 +338,7 @@ impl BatchNorm {
             )?;
             let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
             let mut steps = Vec::new();
-            let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+            let groups = Plan::one_record().merge_groups(shape.channels());
             let merge = &self.set.pipelines.stats_merge;
             let bindings = MergeBindings { a, b, out }.slices();
             self.dispatch(&mut steps, merge, &params, &bindings, groups);

@@ -131,10 +131,11 @@ impl Plan {
         }
     }
 
-    /// Workgroups of the finalize passes (`stats_finalize.wgsl`, `backward_finalize.wgsl`)
-    /// merging this plan's `slots` records per channel: `merge_rows()` in common.wgsl
-    /// (the slots rounded up to a power of two, at most a workgroup) invocations per channel.
-    pub(super) fn finalize_groups(&self, channels: usize) -> usize {
+    /// Workgroups of a pass merging this plan's `slots` records per channel as a tree
+    /// (`stats_finalize`, `stats_merge`, `backward_finalize`, `backward_merge`):
+    /// `merge_rows()` in row_tree.wgsl (the slots rounded up to a power of two, at most a
+    /// workgroup) invocations per channel.
+    pub(super) fn merge_groups(&self, channels: usize) -> usize {
         let wg = WORKGROUP_SIZE as usize;
         let rows = (self.slots.max(1) as usize).next_power_of_two().min(wg);
         channels.div_ceil(wg / rows)
@@ -319,6 +320,20 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `merge_rows()` in row_tree.wgsl, as the grid of the merge passes sees it: the slots
+    /// rounded up to a power of two, at most a workgroup, invocations per channel.
+    #[test]
+    fn merge_groups_give_each_channel_its_rows() {
+        let plan = |slots| Plan {
+            slots,
+            ..Plan::one_record()
+        };
+        assert_eq!(plan(1).merge_groups(1000), 4);
+        assert_eq!(plan(3).merge_groups(1000), 16);
+        assert_eq!(plan(256).merge_groups(1000), 1000);
+        assert_eq!(plan(1000).merge_groups(7), 7);
+    }
 
     const GPU: usize = Tuning::GPU.target_workgroups;
 

@@ -145,7 +145,7 @@ impl BatchNorm {
             b: prev,
             out,
         };
-        let groups = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
+        let groups = plan.merge_groups(shape.channels());
         self.dispatch(steps, merge, &params, &bindings.slices(), groups);
         Ok(out)
     }

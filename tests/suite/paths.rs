@@ -25,7 +25,7 @@ fn every_kernel_path_matches_the_reference() {
         OnePassWorkgroup | OnePassInvocation if !fused => SplitReduction,
         p => p,
     };
-    let cases: [(&[usize], Layout, Mode, KernelPath, KernelPath); 7] = [
+    let cases: [(&[usize], Layout, Mode, KernelPath, KernelPath); 8] = [
         (
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
@@ -73,6 +73,15 @@ fn every_kernel_path_matches_the_reference() {
             Layout::ChannelsFirst,
             Mode::Eval,
             Elementwise,
+            RowBlocks,
+        ),
+        // 256 partial records per channel: the merge passes' widest tree, a workgroup
+        // per channel (`merge_rows` in row_tree.wgsl).
+        (
+            &[131072, 2],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            RowBlocks,
             RowBlocks,
         ),
     ];
