@@ -25,12 +25,42 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     for (var c = linear_workgroup(wid, nwg); c < p.channels; c = c + nwg.x * nwg.y) {
-        // Statistics, as stats_partial.wgsl with one chunk (the piece is the whole tensor).
-        var w = welford_empty();
+        // Statistics, as stats_partial.wgsl with one chunk (the piece is the whole tensor):
+        // shifted sums per invocation, four loads in flight, Welford where not finite.
         var walk = walk_from(lid, WG);
-        for (var k = lid; k < p.count; k = k + WG) {
-            w = welford_push(w, f32(x[walk_index(walk, c)]));
+        var k = lid;
+        var first = 0.0;
+        if (k < p.count) {
+            first = f32(x[walk_index(walk, c)]);
+        }
+        var sh = shifted_empty(first);
+        for (; k + 3u * WG < p.count; k = k + 4u * WG) {
+            let i0 = walk_index(walk, c);
             walk = walk_next(walk);
+            let i1 = walk_index(walk, c);
+            walk = walk_next(walk);
+            let i2 = walk_index(walk, c);
+            walk = walk_next(walk);
+            let i3 = walk_index(walk, c);
+            walk = walk_next(walk);
+            let v0 = f32(x[i0]);
+            let v1 = f32(x[i1]);
+            let v2 = f32(x[i2]);
+            let v3 = f32(x[i3]);
+            sh = shifted_push(shifted_push(shifted_push(shifted_push(sh, v0), v1), v2), v3);
+        }
+        for (; k < p.count; k = k + WG) {
+            sh = shifted_push(sh, f32(x[walk_index(walk, c)]));
+            walk = walk_next(walk);
+        }
+        var w = shifted_welford(sh);
+        if (!shifted_finite(sh)) {
+            w = welford_empty();
+            var redo = walk_from(lid, WG);
+            for (var kk = lid; kk < p.count; kk = kk + WG) {
+                w = welford_push(w, f32(x[walk_index(redo, c)]));
+                redo = walk_next(redo);
+            }
         }
         let r = reduce_welford(lid, w);
         // Coefficients, as stats_finalize.wgsl with one partial (valid in invocation 0),
