@@ -36,7 +36,9 @@ struct Params {
     // Weight of the new batch in the running statistics (both momentum conventions).
     momentum: f32,
     flags: u32,
-    _pad2: u32,
+    // Most invocations per channel of the merge passes (`merge_rows` in row_tree.wgsl): a
+    // power of two from 1 to WG, by the adapter (Tuning::merge_width).
+    merge_width: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -88,7 +88,9 @@ pub(crate) struct Params {
     pub eps: f32,
     pub momentum: f32,
     pub flags: u32,
-    pub _pad2: u32,
+    /// Most invocations per channel of the merge passes (`merge_rows` in row_tree.wgsl):
+    /// a power of two from 1 to WG ([`Tuning::merge_width`](crate::Tuning::merge_width)).
+    pub merge_width: u32,
 }
 
 const COMMON: &str = concat!(

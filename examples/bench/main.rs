@@ -121,13 +121,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let info = gpu.adapter.get_info();
     println!("adapter: {}", gpu.describe());
     let mut tuning = opts.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+    if let Some(v) = opts.scalar {
+        tuning.scalar_per_invocation = v;
+    }
+    if let Some(v) = opts.merge_width {
+        tuning.merge_width = v;
+    }
     if let Some(v) = opts.vec4 {
         tuning.vec4_per_invocation = v;
     }
     if let Some(w) = opts.workgroups {
         tuning.target_workgroups = w;
     }
-    let how = if opts.tuning.is_some() || opts.vec4.is_some() || opts.workgroups.is_some() {
+    let how = if opts.tuning.is_some()
+        || opts.vec4.is_some()
+        || opts.scalar.is_some()
+        || opts.merge_width.is_some()
+        || opts.workgroups.is_some()
+    {
         "forced"
     } else {
         "the adapter's table entry"

@@ -13,6 +13,10 @@ pub(crate) struct Options {
     pub(crate) tuning: Option<Tuning>,
     /// Forced `Tuning::vec4_per_invocation` (`--vec4 N`), over either of the above.
     pub(crate) vec4: Option<usize>,
+    /// Forced `Tuning::scalar_per_invocation` (`--scalar N`), over either of the above.
+    pub(crate) scalar: Option<usize>,
+    /// Forced `Tuning::merge_width` (`--merge-width N`), over either of the above.
+    pub(crate) merge_width: Option<usize>,
     /// One submission per repetition, waited for before the next (`--wait-each`).
     pub(crate) wait_each: bool,
     /// Time with the host's clock even where the adapter has timestamp queries
@@ -36,6 +40,8 @@ pub(crate) fn parse_args() -> Result<Options, String> {
         cases: Vec::new(),
         tuning: None,
         vec4: None,
+        scalar: None,
+        merge_width: None,
         wait_each: false,
         stats: false,
         workgroups: None,
@@ -94,9 +100,23 @@ pub(crate) fn parse_args() -> Result<Options, String> {
                         .map_err(|e| format!("--vec4: {e}"))?,
                 )
             }
+            "--scalar" => {
+                o.scalar = Some(
+                    value("--scalar")?
+                        .parse()
+                        .map_err(|e| format!("--scalar: {e}"))?,
+                )
+            }
+            "--merge-width" => {
+                o.merge_width = Some(
+                    value("--merge-width")?
+                        .parse()
+                        .map_err(|e| format!("--merge-width: {e}"))?,
+                )
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );

@@ -196,9 +196,10 @@ impl BatchNorm {
             _ => self.params_buffer(shape, global_plan, None, flags)?,
         };
         // Workgroups of the passes merging the records per channel that `global` describes.
+        let width = self.tuning.merge_rows_cap();
         let merge_groups = match part {
-            Part::Apply { .. } => one_record.merge_groups(shape.channels()),
-            _ => global_plan.merge_groups(shape.channels()),
+            Part::Apply { .. } => one_record.merge_groups(shape.channels(), width),
+            _ => global_plan.merge_groups(shape.channels(), width),
         };
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());

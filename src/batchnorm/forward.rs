@@ -191,7 +191,8 @@ impl BatchNorm {
                     save_invstd: s.invstd,
                 };
                 let finalize = &p.stats_finalize;
-                let groups = global_plan.merge_groups(shape.channels());
+                let width = self.tuning.merge_rows_cap();
+                let groups = global_plan.merge_groups(shape.channels(), width);
                 self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
             }
             (None, Some(_), _) => {}

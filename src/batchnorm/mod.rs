@@ -308,7 +308,8 @@ impl BatchNorm {
                 b: self.set.dummy.slice(..),
                 out,
             };
-            let groups = merged_plan.merge_groups(shape.channels());
+            let width = self.tuning.merge_rows_cap();
+            let groups = merged_plan.merge_groups(shape.channels(), width);
             let merge = &p.stats_merge;
             self.dispatch(&mut steps, merge, &global, &bindings.slices(), groups);
             Ok(steps)
@@ -338,7 +339,8 @@ impl BatchNorm {
             )?;
             let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
             let mut steps = Vec::new();
-            let groups = Plan::one_record().merge_groups(shape.channels());
+            let width = self.tuning.merge_rows_cap();
+            let groups = Plan::one_record().merge_groups(shape.channels(), width);
             let merge = &self.set.pipelines.stats_merge;
             let bindings = MergeBindings { a, b, out }.slices();
             self.dispatch(&mut steps, merge, &params, &bindings, groups);

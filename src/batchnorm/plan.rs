@@ -133,11 +133,13 @@ impl Plan {
 
     /// Workgroups of a pass merging this plan's `slots` records per channel as a tree
     /// (`stats_finalize`, `stats_merge`, `backward_finalize`, `backward_merge`):
-    /// `merge_rows()` in row_tree.wgsl (the slots rounded up to a power of two, at most a
-    /// workgroup) invocations per channel.
-    pub(super) fn merge_groups(&self, channels: usize) -> usize {
+    /// `merge_rows()` in row_tree.wgsl (the slots rounded up to a power of two, at most
+    /// `width`, [`Tuning::merge_rows_cap`]) invocations per channel.
+    pub(super) fn merge_groups(&self, channels: usize, width: u32) -> usize {
         let wg = WORKGROUP_SIZE as usize;
-        let rows = (self.slots.max(1) as usize).next_power_of_two().min(wg);
+        let rows = (self.slots.max(1) as usize)
+            .next_power_of_two()
+            .min(width.max(1) as usize);
         channels.div_ceil(wg / rows)
     }
 
@@ -322,17 +324,20 @@ mod tests {
     use super::*;
 
     /// `merge_rows()` in row_tree.wgsl, as the grid of the merge passes sees it: the slots
-    /// rounded up to a power of two, at most a workgroup, invocations per channel.
+    /// rounded up to a power of two, at most the tuning's width, invocations per channel.
     #[test]
     fn merge_groups_give_each_channel_its_rows() {
         let plan = |slots| Plan {
             slots,
             ..Plan::one_record()
         };
-        assert_eq!(plan(1).merge_groups(1000), 4);
-        assert_eq!(plan(3).merge_groups(1000), 16);
-        assert_eq!(plan(256).merge_groups(1000), 1000);
-        assert_eq!(plan(1000).merge_groups(7), 7);
+        assert_eq!(plan(1).merge_groups(1000, 256), 4);
+        assert_eq!(plan(3).merge_groups(1000, 256), 16);
+        assert_eq!(plan(256).merge_groups(1000, 256), 1000);
+        assert_eq!(plan(1000).merge_groups(7, 256), 7);
+        // A CPU adapter's width: one invocation per channel, whatever the slots.
+        assert_eq!(plan(256).merge_groups(1000, 1), 4);
+        assert_eq!(plan(256).merge_groups(1000, 16), 63);
     }
 
     const GPU: usize = Tuning::GPU.target_workgroups;

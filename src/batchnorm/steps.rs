@@ -46,6 +46,7 @@ impl BatchNorm {
             slot_base: piece.slot_base,
             slots: plan.slots,
             lanes: plan.lanes,
+            merge_width: self.tuning.merge_rows_cap(),
             eps: self.config.eps,
             momentum: self.config.new_batch_weight().unwrap_or(0.0),
             flags,
@@ -145,7 +146,7 @@ impl BatchNorm {
             b: prev,
             out,
         };
-        let groups = plan.merge_groups(shape.channels());
+        let groups = plan.merge_groups(shape.channels(), self.tuning.merge_rows_cap());
         self.dispatch(steps, merge, &params, &bindings.slices(), groups);
         Ok(out)
     }
@@ -153,7 +154,8 @@ impl BatchNorm {
     /// Workgroups of a grid-stride elementwise pass over `len` elements.
     pub(super) fn elementwise_groups(&self, len: u64) -> usize {
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
-        len.div_ceil(u64::from(WORKGROUP_SIZE)).min(max) as usize
+        let per = self.tuning.scalar_per_invocation.max(1) as u64;
+        len.div_ceil(u64::from(WORKGROUP_SIZE) * per).min(max) as usize
     }
 
     /// Adds to `steps` a dispatch of `kernel` over `groups` workgroups (a 2D grid, x

@@ -1,5 +1,7 @@
 //! The plan's tunables by kind of adapter: one table, documented, that a test can force.
 
+use crate::kernels::WORKGROUP_SIZE;
+
 /// Tunables of a call's plan. [`BatchNorm::new`](crate::BatchNorm::new) picks them from the
 /// adapter with [`Tuning::for_adapter`]; [`BatchNorm::with_tuning`](crate::BatchNorm::with_tuning)
 /// forces them (to compare settings, or for an adapter the table misjudges). Results agree
@@ -8,10 +10,15 @@
 /// | adapter (`AdapterInfo::device_type`) | setting | why |
 /// |---|---|---|
 /// | `Cpu` (lavapipe, llvmpipe, WARP) | [`Tuning::CPU`]: 256 workgroups | a CPU runs a few workgroups at a time; each costs a shared-memory merge tree, so fewer, longer ones win (BENCHMARKS.md, "Adapter-aware plans") |
+/// | | 16 elements per invocation of the scalar elementwise passes | each invocation's start costs three integer divisions, which a CPU runs one lane at a time: eval 1.27-1.33x faster on lavapipe where the scalar kernels run (7x7 and 33x33 planes) |
+/// | | merge width 1 (one invocation merges a channel's records in a row) | the tree's barriers cost more than the chain on a CPU: (4096, 256) statistics 0.88x, training 0.90x with a tree of 256 on lavapipe |
 /// | every other (discrete, integrated, virtual GPUs) | [`Tuning::GPU`]: 2048 workgroups | enough loads in flight to approach memory bandwidth on a large GPU (about 16 per H100 SM) |
+/// | | 1 element per invocation of the scalar elementwise passes | as before the setting existed; other counts not yet timed on a GPU |
+/// | | merge width 256 (a tree of up to 256 invocations per channel) | one invocation merging 256 records in a row cost about 75 us of a 0.24 ms training forward on an H100 (BENCHMARKS.md, "the merges as trees") |
 ///
 /// Both entries run the vec4 elementwise passes with 4 vec4s per invocation, not yet
-/// compared with other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes").
+/// compared with other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes"). `bench`
+/// forces each field (`--workgroups`, `--vec4`, `--scalar`, `--merge-width`) to compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuning {
     /// Workgroups the partial passes aim at over the whole tensor (chunks per channel, and
@@ -22,6 +29,17 @@ pub struct Tuning {
     /// `backward_dx_vec4.wgsl`): the grid is the tensor's vec4s over this, so that an
     /// invocation that keeps its channels reads their coefficients once for this many.
     pub vec4_per_invocation: usize,
+    /// Elements each invocation of the scalar elementwise passes handles (`normalize.wgsl`,
+    /// `backward_dx.wgsl`, taken where the vec4 ones cannot be: e.g. 7x7 planes): the grid
+    /// is the tensor's elements over this. Each invocation finds its first element's
+    /// channel with three integer divisions and walks on with additions, so more elements
+    /// per invocation spread that cost.
+    pub scalar_per_invocation: usize,
+    /// Most invocations that merge one channel's partial records (the finalize and merge
+    /// passes, `row_tree.wgsl`): they split the records and merge their results as a
+    /// shared-memory tree; 1 merges them one after another in a single invocation. Taken
+    /// as a power of two from 1 to the workgroup size (256), rounded down.
+    pub merge_width: usize,
 }
 
 impl Tuning {
@@ -29,13 +47,24 @@ impl Tuning {
     pub const GPU: Self = Self {
         target_workgroups: 2048,
         vec4_per_invocation: 4,
+        scalar_per_invocation: 1,
+        merge_width: 256,
     };
 
     /// For CPU adapters: 256 workgroups.
     pub const CPU: Self = Self {
         target_workgroups: 256,
         vec4_per_invocation: 4,
+        scalar_per_invocation: 16,
+        merge_width: 1,
     };
+
+    /// [`merge_width`](Self::merge_width) as the kernels take it: a power of two from 1 to
+    /// the workgroup size.
+    pub(crate) fn merge_rows_cap(&self) -> u32 {
+        let w = self.merge_width.clamp(1, WORKGROUP_SIZE as usize);
+        1 << w.ilog2()
+    }
 
     /// The table's setting for an adapter.
     pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {

@@ -75,7 +75,7 @@ fn params_layout_matches_wgsl() {
         ("eps", offset_of!(Params, eps)),
         ("momentum", offset_of!(Params, momentum)),
         ("flags", offset_of!(Params, flags)),
-        ("_pad2", offset_of!(Params, _pad2)),
+        ("merge_width", offset_of!(Params, merge_width)),
     ];
     let source = module_source(&NORMALIZE, false, false);
     let module = naga::front::wgsl::parse_str(&source).unwrap();
