@@ -34,15 +34,7 @@ fn main(
         // Four elements' loads in flight before their sums, in the order of one at a time
         // (BENCHMARKS.md, "Loads in flight").
         for (; k + 3u * WG < end; k = k + 4u * WG) {
-            let i0 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let i1 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let i2 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let i3 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let iv = vec4<u32>(i0, i1, i2, i3);
+            let iv = walk_take4(&walk, c) - vec4<u32>(p.base);
             let d = vec4<f32>(f32(dy[iv.x]), f32(dy[iv.y]), f32(dy[iv.z]), f32(dy[iv.w]));
             let xv = vec4<f32>(f32(x[iv.x]), f32(x[iv.y]), f32(x[iv.z]), f32(x[iv.w]));
             var yv = vec4<f32>(1.0);

@@ -99,6 +99,20 @@ fn walk_index(w: Walk, c: u32) -> u32 {
     return (w.o * p.channels + c) * p.inner + w.i;
 }
 
+// The walk's next four indices, the walk moved past them: for loops that put four loads
+// in flight before using them.
+fn walk_take4(w: ptr<function, Walk>, c: u32) -> vec4<u32> {
+    let i0 = walk_index(*w, c);
+    *w = walk_next(*w);
+    let i1 = walk_index(*w, c);
+    *w = walk_next(*w);
+    let i2 = walk_index(*w, c);
+    *w = walk_next(*w);
+    let i3 = walk_index(*w, c);
+    *w = walk_next(*w);
+    return vec4<u32>(i0, i1, i2, i3);
+}
+
 // Flat indices f, f + step, ... (in the whole tensor) and their channels c = (f / inner) % C,
 // walked without a division per element: i = f % inner.
 struct FlatWalk {

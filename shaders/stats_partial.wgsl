@@ -34,18 +34,11 @@ fn main(
         }
         var sh = shifted_empty(first);
         for (; k + 3u * WG < end; k = k + 4u * WG) {
-            let i0 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let i1 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let i2 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let i3 = walk_index(walk, c) - p.base;
-            walk = walk_next(walk);
-            let v0 = f32(x[i0]);
-            let v1 = f32(x[i1]);
-            let v2 = f32(x[i2]);
-            let v3 = f32(x[i3]);
+            let i = walk_take4(&walk, c) - vec4<u32>(p.base);
+            let v0 = f32(x[i.x]);
+            let v1 = f32(x[i.y]);
+            let v2 = f32(x[i.z]);
+            let v3 = f32(x[i.w]);
             sh = shifted_push(shifted_push(shifted_push(shifted_push(sh, v0), v1), v2), v3);
         }
         for (; k < end; k = k + WG) {
