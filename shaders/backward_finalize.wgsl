@@ -1,7 +1,7 @@
-// Backward, pass 2: `merge_rows()` invocations per channel add that channel's partial sums
-// (all pieces, all chunks) as a tree in fixed order (`row_tree.wgsl`), writes grad beta =
-// sum dy and grad gamma = sum dy * xhat (when affine), and the coefficients chan[c] = (mean, a, k, m) of dx = a * (dy - k * (x - mean)
-// - m) (`backward_channel` in common.wgsl).
+// Backward, pass 2: `merge_rows()` invocations per channel add that channel's partial sums (all
+// pieces, all chunks) as a tree in fixed order (`row_tree.wgsl`), writes grad beta = sum dy and
+// grad gamma = sum dy * xhat (when affine), and the coefficients chan[c] = (mean, a, k, m) of dx =
+// a * (dy - k * (x - mean) - m) (`backward_channel` in common.wgsl).
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> partials: array<vec4<f32>>;

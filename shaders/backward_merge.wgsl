@@ -1,7 +1,7 @@
-// Backward partial sums, (hi, hi, lo, lo) of `sums_add` in common.wgsl: `merge_rows()`
-// invocations per channel add channel c's `slots` records of `a` as a tree (`row_tree.wgsl`),
-// then (FLAG_MERGE_B) its record of `b`, in that order, into out[c]. Folds each piece's partials into running records where
-// the partials of all pieces would not fit one binding (`Plan::fold` in
+// Backward partial sums, (hi, hi, lo, lo) of `sums_add` in common.wgsl: `merge_rows()` invocations
+// per channel add channel c's `slots` records of `a` as a tree (`row_tree.wgsl`), then
+// (FLAG_MERGE_B) its record of `b`, in that order, into out[c]. Folds each piece's partials into
+// running records where the partials of all pieces would not fit one binding (`Plan::fold` in
 // src/batchnorm/plan.rs); the backward's twin of `stats_merge.wgsl`.
 // CPU twin: `reference::backward` (the sums of dy and dy * (x - mean)).
 

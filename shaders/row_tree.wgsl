@@ -13,8 +13,9 @@ fn welford_rows(lid: u32, lanes: u32, w: Welford) -> Welford {
     let row = lid / lanes;
     for (var s = WG / lanes / 2u; s > 0u; s = s >> 1u) {
         if (row < s) {
-            let m = welford_merge(welford_unpack(row_tile[lid]), welford_unpack(row_tile[lid + s * lanes]));
-            row_tile[lid] = welford_pack(m);
+            let a = welford_unpack(row_tile[lid]);
+            let b = welford_unpack(row_tile[lid + s * lanes]);
+            row_tile[lid] = welford_pack(welford_merge(a, b));
         }
         workgroupBarrier();
     }

@@ -1,7 +1,7 @@
 // Per-channel statistics records (count, mean of x - shift, variance, shift): `merge_rows()`
-// invocations per channel merge channel c's `slots` records of `a` as a tree
-// (`row_tree.wgsl`), then (FLAG_MERGE_B) its record of `b`, in that order (Chan), into out[c]. Exports the partial passes' output as one record per
-// channel, and merges statistics of micro-batches or devices.
+// invocations per channel merge channel c's `slots` records of `a` as a tree (`row_tree.wgsl`),
+// then (FLAG_MERGE_B) its record of `b`, in that order (Chan), into out[c]. Exports the partial
+// passes' output as one record per channel, and merges statistics of micro-batches or devices.
 // CPU twin: `ChannelStats::merge`.
 
 @group(0) @binding(1) var<storage, read_write> a: array<vec4<f32>>;

@@ -1,13 +1,13 @@
 // Training forward, pass 1, for tensors whose channel is the innermost axis (inner = 1:
 // channels-last, and (N, C)): element k of channel c lies at k * C + c, so the values of
-// neighbouring channels are neighbours in memory. Each workgroup takes a block of
-// `p.lanes` channels (8 to 64; see `row_lanes` in src/batchnorm/plan.rs) and one run (chunk)
-// of their elements: invocation (row, lane) reads channel block + lane at rows
-// start + row, start + row + rows, ..., so the invocations of a row read consecutive
-// addresses, where `stats_partial.wgsl` would read one channel with stride C. Per invocation shifted sums (`shifted_sums.wgsl`, the mean in two floats), then a shared-memory tree over the rows of each lane, in fixed
-// order. Output as `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] =
-// (count, mean - shift, biased variance, shift), for the same chunks of each
-// channel's elements.
+// neighbouring channels are neighbours in memory. Each workgroup takes a block of `p.lanes`
+// channels (8 to 64; see `row_lanes` in src/batchnorm/plan.rs) and one run (chunk) of their
+// elements: invocation (row, lane) reads channel block + lane at rows start + row, start + row +
+// rows, ..., so the invocations of a row read consecutive addresses, where `stats_partial.wgsl`
+// would read one channel with stride C. Per invocation shifted sums (`shifted_sums.wgsl`, the mean
+// in two floats), then a shared-memory tree over the rows of each lane, in fixed order. Output as
+// `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] = (count, mean - shift, biased
+// variance, shift), for the same chunks of each channel's elements.
 // CPU twin: `reference::batch_stats`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;

@@ -4,10 +4,11 @@
 //!
 //! Every kernel lives in its own file under `shaders/`. A module is assembled as the
 //! prelude generated here from the Rust constants (`wgsl_prelude`: element type, workgroup
-//! size, flag bits) + `common.wgsl` + one reduction helper (`reduce_workgroup.wgsl`, or
-//! `reduce_subgroup.wgsl` when subgroup operations are used) + the kernel. The rest of the
-//! contract (`Params` and each kernel's bindings) is checked against the WGSL with naga by
-//! the tests in `kernels/contract.rs`.
+//! size, flag bits) + the shared helpers (`common.wgsl`, `indexing.wgsl`,
+//! `shifted_sums.wgsl`, `row_tree.wgsl`: `COMMON`) + one reduction helper
+//! (`reduce_workgroup.wgsl`, or `reduce_subgroup.wgsl` when subgroup operations are used),
+//! then the kernel. The rest of the contract (`Params` and each kernel's bindings) is
+//! checked against the WGSL with naga by the tests in `kernels/contract.rs`.
 
 /// Threads per workgroup; `WG` in WGSL (generated: [`wgsl_prelude`]).
 pub(crate) const WORKGROUP_SIZE: u32 = 256;
@@ -93,8 +94,11 @@ pub(crate) struct Params {
     pub merge_width: u32,
 }
 
+/// The helpers every kernel module includes, one concept per file.
 const COMMON: &str = concat!(
     include_str!("../shaders/common.wgsl"),
+    "\n",
+    include_str!("../shaders/indexing.wgsl"),
     "\n",
     include_str!("../shaders/shifted_sums.wgsl"),
     "\n",

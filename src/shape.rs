@@ -129,7 +129,7 @@ impl TensorShape {
     /// The smallest `k` whose element of channel `c` lies at flat index `e` or later. The
     /// flat index grows with `k`, so channel `c`'s elements within flat indices `[a, b)` are
     /// `k` in `[first_k_at(c, a), first_k_at(c, b))`. Twin: `first_k_at` in
-    /// `shaders/common.wgsl`.
+    /// `shaders/indexing.wgsl`.
     pub fn first_k_at(&self, c: usize, e: usize) -> usize {
         let (_, inner) = self.outer_inner();
         let row = self.channels() * inner;
