@@ -196,10 +196,9 @@ impl BatchNorm {
             _ => self.params_buffer(shape, global_plan, None, flags)?,
         };
         // Workgroups of the passes merging the records per channel that `global` describes.
-        let width = self.tuning.merge_rows_cap();
         let merge_groups = match part {
-            Part::Apply { .. } => one_record.merge_groups(shape.channels(), width),
-            _ => global_plan.merge_groups(shape.channels(), width),
+            Part::Apply { .. } => self.merge_groups(&one_record, shape.channels()),
+            _ => self.merge_groups(global_plan, shape.channels()),
         };
         let scratch = self.scratch(shape.channels(), &plan)?;
         let (partials, chan) = (scratch.partials(), scratch.chan());

@@ -191,8 +191,7 @@ impl BatchNorm {
                     save_invstd: s.invstd,
                 };
                 let finalize = &p.stats_finalize;
-                let width = self.tuning.merge_rows_cap();
-                let groups = global_plan.merge_groups(shape.channels(), width);
+                let groups = self.merge_groups(global_plan, shape.channels());
                 self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
             }
             (None, Some(_), _) => {}

@@ -308,8 +308,7 @@ impl BatchNorm {
                 b: self.set.dummy.slice(..),
                 out,
             };
-            let width = self.tuning.merge_rows_cap();
-            let groups = merged_plan.merge_groups(shape.channels(), width);
+            let groups = self.merge_groups(merged_plan, shape.channels());
             let merge = &p.stats_merge;
             self.dispatch(&mut steps, merge, &global, &bindings.slices(), groups);
             Ok(steps)
@@ -339,8 +338,7 @@ impl BatchNorm {
             )?;
             let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
             let mut steps = Vec::new();
-            let width = self.tuning.merge_rows_cap();
-            let groups = Plan::one_record().merge_groups(shape.channels(), width);
+            let groups = self.merge_groups(&Plan::one_record(), shape.channels());
             let merge = &self.set.pipelines.stats_merge;
             let bindings = MergeBindings { a, b, out }.slices();
             self.dispatch(&mut steps, merge, &params, &bindings, groups);

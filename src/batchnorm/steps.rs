@@ -146,9 +146,15 @@ impl BatchNorm {
             b: prev,
             out,
         };
-        let groups = plan.merge_groups(shape.channels(), self.tuning.merge_rows_cap());
+        let groups = self.merge_groups(plan, shape.channels());
         self.dispatch(steps, merge, &params, &bindings.slices(), groups);
         Ok(out)
+    }
+
+    /// Workgroups of a merge pass over `plan`'s records per channel, at this layer's merge
+    /// width (`Plan::merge_groups`, `Tuning::merge_width`).
+    pub(super) fn merge_groups(&self, plan: &Plan, channels: usize) -> usize {
+        plan.merge_groups(channels, self.tuning.merge_rows_cap())
     }
 
     /// Workgroups of a grid-stride elementwise pass over `len` elements.
