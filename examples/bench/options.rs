@@ -51,6 +51,7 @@ pub(crate) fn parse_args() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let count = |name: &str, v: String| v.parse::<usize>().map_err(|e| format!("{name}: {e}"));
         match a.as_str() {
             "--quick" => o.quick = true,
             "--wait-each" => o.wait_each = true,
@@ -67,23 +68,9 @@ pub(crate) fn parse_args() -> Result<Options, String> {
                     }
                 }
             }
-            "--workgroups" => {
-                o.workgroups = Some(
-                    value("--workgroups")?
-                        .parse()
-                        .map_err(|e| format!("--workgroups: {e}"))?,
-                )
-            }
-            "--reps" => {
-                o.reps = value("--reps")?
-                    .parse()
-                    .map_err(|e| format!("--reps: {e}"))?
-            }
-            "--warmup" => {
-                o.warmup = value("--warmup")?
-                    .parse()
-                    .map_err(|e| format!("--warmup: {e}"))?
-            }
+            "--workgroups" => o.workgroups = Some(count("--workgroups", value("--workgroups")?)?),
+            "--reps" => o.reps = count("--reps", value("--reps")?)?,
+            "--warmup" => o.warmup = count("--warmup", value("--warmup")?)?,
             "--json" => o.json = Some(value("--json")?),
             "--case" => o.cases.push(parse_case(&value("--case")?)?),
             "--tuning" => {
@@ -93,26 +80,10 @@ pub(crate) fn parse_args() -> Result<Options, String> {
                     other => return Err(format!("--tuning {other:?}: expected cpu or gpu")),
                 })
             }
-            "--vec4" => {
-                o.vec4 = Some(
-                    value("--vec4")?
-                        .parse()
-                        .map_err(|e| format!("--vec4: {e}"))?,
-                )
-            }
-            "--scalar" => {
-                o.scalar = Some(
-                    value("--scalar")?
-                        .parse()
-                        .map_err(|e| format!("--scalar: {e}"))?,
-                )
-            }
+            "--vec4" => o.vec4 = Some(count("--vec4", value("--vec4")?)?),
+            "--scalar" => o.scalar = Some(count("--scalar", value("--scalar")?)?),
             "--merge-width" => {
-                o.merge_width = Some(
-                    value("--merge-width")?
-                        .parse()
-                        .map_err(|e| format!("--merge-width: {e}"))?,
-                )
+                o.merge_width = Some(count("--merge-width", value("--merge-width")?)?)
             }
             "-h" | "--help" => {
                 println!(
