@@ -1,7 +1,7 @@
 // Backward, last pass, as `backward_dx.wgsl` four elements at a time: x, dy, dx (and y,
 // dz of a fused epilogue) bound as vec4s under the conditions of `normalize_vec4.wgsl`,
-// whose loop this is: channels-last, an invocation keeps its four channels and reads
-// their coefficients once. Each element computed as in `backward_dx.wgsl` (`dx_value`,
+// whose loop this is: where the grid holds a whole sample, an invocation keeps its
+// channel (or four channels) and reads their coefficients once. Each element computed as in `backward_dx.wgsl` (`dx_value`,
 // `through_epilogue`), so the two agree bit for bit, but with the epilogue and the choice
 // of statistics fixed when the pipeline is built (the overridable constants EPILOGUE_RELU,
 // EPILOGUE_RESIDUAL and BATCH_STATS, see `Specialization` in src/kernels.rs) rather than
@@ -53,25 +53,30 @@ fn main(
     let n = p.len / 4u;
     let threads = nwg.x * nwg.y * WG;
     let t = linear_workgroup(wid, nwg) * WG + lid;
-    if (p.inner == 1u) {
-        let stride = vec4_quad_stride(t, threads);
-        if (stride == 0u) {
-            return;
-        }
-        let c = vec4_quad_channel(t);
-        let q0 = chan[c];
-        let q1 = chan[c + 1u];
-        let q2 = chan[c + 2u];
-        let q3 = chan[c + 3u];
-        for (var v = t; v < n; v = v + stride) {
-            dx4(v, q0, q1, q2, q3);
-        }
-    } else {
+    let stride = vec4_sample_stride(threads);
+    if (stride == 0u && p.inner != 1u) {
         var walk = flat_walk_from(p.base + 4u * t, 4u * threads);
         for (var v = t; v < n; v = v + threads) {
             let q = chan[walk.c];
             walk = flat_walk_next(walk);
             dx4(v, q, q, q, q);
         }
+        return;
+    }
+    if (t >= stride) {
+        return;
+    }
+    let c = vec4_channel(t);
+    let q0 = chan[c];
+    var q1 = q0;
+    var q2 = q0;
+    var q3 = q0;
+    if (p.inner == 1u) {
+        q1 = chan[c + 1u];
+        q2 = chan[c + 2u];
+        q3 = chan[c + 3u];
+    }
+    for (var v = t; v < n; v = v + stride) {
+        dx4(v, q0, q1, q2, q3);
     }
 }

@@ -132,20 +132,32 @@ fn row_task(g: u32, lid: u32) -> RowTask {
 }
 
 // The loop of the vec4 elementwise passes (`*_vec4.wgsl`) over the bound piece's vec4s,
-// for invocation `t` of `threads`, channels-last (inner = 1): the stride, the largest
-// multiple of C / 4 within `threads`, so that every vec4 the invocation visits holds the
-// same channels c .. c + 3 (c from `vec4_quad_channel`), whose coefficients it reads once;
-// 0 for an invocation beyond it, which visits none. The host dispatches at least C / 4
-// invocations (`vec4_groups` in src/batchnorm/vector.rs).
-fn vec4_quad_stride(t: u32, threads: u32) -> u32 {
-    let quads = p.channels / 4u;
-    let stride = threads / quads * quads;
-    return select(0u, stride, t < stride);
+// for `threads` invocations: the stride, the largest multiple of one sample's vec4s
+// (C * inner / 4) within `threads`, so that every vec4 an invocation visits holds the same
+// channel (inner a multiple of 4) or the same four channels (inner = 1), whose
+// coefficients it reads once (`vec4_channel`); 0 where `threads` is less than one sample,
+// and the invocations walk the channels instead (`flat_walk_*`). Invocations from the
+// stride on visit none. The host dispatches whole samples where the tensor has enough of
+// them, and at least one for inner = 1, whose vec4s span four channels and cannot walk
+// (`vec4_groups` in src/batchnorm/vector.rs).
+fn vec4_sample_stride(threads: u32) -> u32 {
+    if (p.inner == 1u) {
+        let quads = p.channels / 4u;
+        return threads / quads * quads;
+    }
+    // In whole planes first: C * inner / 4 may not fit in a u32, the result does.
+    let plane = p.inner / 4u;
+    let samples = threads / plane / p.channels;
+    return samples * p.channels * plane;
 }
 
-// The first of the four channels of invocation t's vec4s (see `vec4_quad_stride`).
-fn vec4_quad_channel(t: u32) -> u32 {
-    return (p.base / 4u + t) % (p.channels / 4u) * 4u;
+// The channel of invocation t's vec4s (the first of their four for inner = 1), where
+// `vec4_sample_stride` is not 0.
+fn vec4_channel(t: u32) -> u32 {
+    if (p.inner == 1u) {
+        return (p.base / 4u + t) % (p.channels / 4u) * 4u;
+    }
+    return (p.base / 4u + t) / (p.inner / 4u) % p.channels;
 }
 
 // Workgroup index over a 2D dispatch (x fastest), so grids may exceed 65535 workgroups.

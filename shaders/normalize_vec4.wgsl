@@ -2,10 +2,13 @@
 // vec4s, where the plan finds the piece in whole, aligned vec4s whose four elements are
 // of one channel (inner a multiple of 4) or of four consecutive channels (inner = 1, C a
 // multiple of 4: channels-last and (N, C)); see `vec4_pass` in src/batchnorm/plan.rs.
-// Channels-last, an invocation keeps its four channels for the whole loop (its stride is a
-// multiple of C / 4 vec4s), so it reads their coefficients once rather than a record per
-// element: per element, the scalar kernel reads 16 bytes of coefficients besides its 8
-// bytes of data, and for neighbouring channels these do not come from one broadcast.
+// Where the grid holds a whole sample's vec4s (C * inner / 4), an invocation keeps its
+// channel, or its four channels, for the whole loop (its stride is a multiple of a
+// sample, `vec4_sample_stride`), so it reads their coefficients once rather than a record
+// per vec4: per element, the scalar kernel reads 16 bytes of coefficients besides its 8
+// bytes of data, and for neighbouring channels these do not come from one broadcast; a
+// CPU adapter reads each record one lane at a time. With fewer invocations than a sample
+// (channel-first with fewer samples than vec4s per invocation) they walk the channels.
 // Each element computed as in `normalize.wgsl` (`normalized`), so the two agree bit for
 // bit, but with the epilogue fixed when the pipeline is built (the overridable constants
 // EPILOGUE_RELU and EPILOGUE_RESIDUAL, see `Specialization` in src/kernels.rs) rather than
@@ -43,25 +46,30 @@ fn main(
     let n = p.len / 4u;
     let threads = nwg.x * nwg.y * WG;
     let t = linear_workgroup(wid, nwg) * WG + lid;
-    if (p.inner == 1u) {
-        let stride = vec4_quad_stride(t, threads);
-        if (stride == 0u) {
-            return;
-        }
-        let c = vec4_quad_channel(t);
-        let q0 = chan[c];
-        let q1 = chan[c + 1u];
-        let q2 = chan[c + 2u];
-        let q3 = chan[c + 3u];
-        for (var v = t; v < n; v = v + stride) {
-            y[v] = normalized4(x[v], q0, q1, q2, q3, v);
-        }
-    } else {
+    let stride = vec4_sample_stride(threads);
+    if (stride == 0u && p.inner != 1u) {
         var walk = flat_walk_from(p.base + 4u * t, 4u * threads);
         for (var v = t; v < n; v = v + threads) {
             let q = chan[walk.c];
             walk = flat_walk_next(walk);
             y[v] = normalized4(x[v], q, q, q, q, v);
         }
+        return;
+    }
+    if (t >= stride) {
+        return;
+    }
+    let c = vec4_channel(t);
+    let q0 = chan[c];
+    var q1 = q0;
+    var q2 = q0;
+    var q3 = q0;
+    if (p.inner == 1u) {
+        q1 = chan[c + 1u];
+        q2 = chan[c + 2u];
+        q3 = chan[c + 3u];
+    }
+    for (var v = t; v < n; v = v + stride) {
+        y[v] = normalized4(x[v], q0, q1, q2, q3, v);
     }
 }

@@ -30,19 +30,23 @@ pub(crate) fn vec4_piece(
 
 impl BatchNorm {
     /// Workgroups of a vec4 elementwise pass over `piece`: a few vec4s per invocation
-    /// ([`Tuning::vec4_per_invocation`]), and, for inner = 1, at least one invocation for
-    /// each four channels (the kernels keep an invocation's channels for its whole loop).
+    /// ([`Tuning::vec4_per_invocation`]), in whole samples (C * inner / 4 vec4s) where the
+    /// piece has at least one per invocation, so that every invocation keeps its channels
+    /// for its whole loop and reads their coefficients once (`vec4_sample_stride` in
+    /// indexing.wgsl); for inner = 1, at least one sample (C / 4 invocations), whose four
+    /// channels per vec4 the kernels cannot walk.
     pub(super) fn vec4_groups(&self, shape: &TensorShape, piece: &Piece) -> usize {
         let wg = WORKGROUP_SIZE as usize;
         let per = self.tuning.vec4_per_invocation.max(1);
-        let by_size = (piece.len as usize / 4).div_ceil(wg * per);
-        let quads = if shape.outer_inner().1 == 1 {
-            (shape.channels() / 4).div_ceil(wg)
-        } else {
-            0
-        };
+        let (_, inner) = shape.outer_inner();
+        let sample = shape.channels() * inner / 4;
+        let mut threads = (piece.len as usize / 4).div_ceil(per);
+        if threads >= sample {
+            threads = threads / sample * sample;
+        }
         let max = self.limits.max_compute_workgroups_per_dimension as usize;
-        by_size.min(max).max(quads).max(1)
+        let least = if inner == 1 { sample.div_ceil(wg) } else { 1 };
+        threads.div_ceil(wg).min(max).max(least)
     }
 
     /// The elementwise pass over `piece` with `bindings`: `vec4` where [`vec4_piece`]
