@@ -3,7 +3,8 @@
 //   (sum dy, sum dy * (x - mean))
 // with dy taken through the fused epilogue's ReLU when there is one.
 // in fixed order, written to partials[c * slots + slot_base + chunk] (zero past the
-// channel's elements in this piece).
+// channel's elements in this piece); with INVOCATION_RECORDS, each invocation's own sums
+// at chunk * WG + lid, no shared-memory merge, no barrier.
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -52,9 +53,13 @@ fn main(
             }
             s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
         }
-        let r = reduce_sums(lid, s);
-        if (lid == 0u) {
-            partials[c * p.slots + p.slot_base + chunk] = r;
+        if (INVOCATION_RECORDS) {
+            partials[c * p.slots + p.slot_base + chunk * WG + lid] = s;
+        } else {
+            let r = reduce_sums(lid, s);
+            if (lid == 0u) {
+                partials[c * p.slots + p.slot_base + chunk] = r;
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //   (sum dy, sum dy * (x - mean))
 // with dy taken through the fused epilogue's ReLU when there is one, per invocation and
 // then over the rows of each lane in a fixed-order tree, written as `backward_partial.wgsl`
-// writes them: partials[c * slots + slot_base + chunk].
+// writes them: partials[c * slots + slot_base + chunk]; with INVOCATION_RECORDS, each
+// invocation's own sums at chunk * rows + row, no tree.
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -42,9 +43,15 @@ fn main(
                 s = sums_add(s, vec2<f32>(g_out, g_out * (f32(x[i]) - mean)));
             }
         }
-        let r = sums_rows(lid, p.lanes, s);
-        if (row == 0u && c < p.channels) {
-            partials[c * p.slots + p.slot_base + chunk] = r;
+        if (INVOCATION_RECORDS) {
+            if (c < p.channels) {
+                partials[c * p.slots + p.slot_base + chunk * rows + row] = s;
+            }
+        } else {
+            let r = sums_rows(lid, p.lanes, s);
+            if (row == 0u && c < p.channels) {
+                partials[c * p.slots + p.slot_base + chunk] = r;
+            }
         }
     }
 }

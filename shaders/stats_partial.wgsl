@@ -3,7 +3,9 @@
 // invocation (`shifted_sums.wgsl`), merged across the workgroup (Chan).
 // Output: partials[c * slots + slot_base + chunk] = (count, mean - shift, biased
 // variance, shift) with shift the mean rounded to f32 (`welford_record`);
-// count 0 for a chunk past the channel's elements in this piece.
+// count 0 for a chunk past the channel's elements in this piece. Specialized with
+// INVOCATION_RECORDS (`Plan::records`): each invocation's own record instead, at
+// chunk * WG + lid, with no shared-memory merge and so no barrier in the kernel.
 // CPU twin: `reference::batch_stats`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -55,9 +57,13 @@ fn main(
                 redo = walk_next(redo);
             }
         }
-        let r = reduce_welford(lid, w);
-        if (lid == 0u) {
-            partials[c * p.slots + p.slot_base + chunk] = welford_record(r);
+        if (INVOCATION_RECORDS) {
+            partials[c * p.slots + p.slot_base + chunk * WG + lid] = welford_record(w);
+        } else {
+            let r = reduce_welford(lid, w);
+            if (lid == 0u) {
+                partials[c * p.slots + p.slot_base + chunk] = welford_record(r);
+            }
         }
     }
 }

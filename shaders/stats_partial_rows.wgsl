@@ -7,7 +7,8 @@
 // would read one channel with stride C. Per invocation shifted sums (`shifted_sums.wgsl`, the mean
 // in two floats), then a shared-memory tree over the rows of each lane, in fixed order. Output as
 // `stats_partial.wgsl`: partials[c * slots + slot_base + chunk] = (count, mean - shift, biased
-// variance, shift), for the same chunks of each channel's elements.
+// variance, shift), for the same chunks of each channel's elements; with
+// INVOCATION_RECORDS, each invocation's own record at chunk * rows + row, no tree.
 // CPU twin: `reference::batch_stats`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -61,9 +62,15 @@ fn main(
                 }
             }
         }
-        let r = welford_rows(lid, p.lanes, w);
-        if (row == 0u && c < p.channels) {
-            partials[c * p.slots + p.slot_base + chunk] = welford_record(r);
+        if (INVOCATION_RECORDS) {
+            if (c < p.channels) {
+                partials[c * p.slots + p.slot_base + chunk * rows + row] = welford_record(w);
+            }
+        } else {
+            let r = welford_rows(lid, p.lanes, w);
+            if (row == 0u && c < p.channels) {
+                partials[c * p.slots + p.slot_base + chunk] = welford_record(r);
+            }
         }
     }
 }

@@ -12,6 +12,8 @@ use crate::kernels::*;
 pub(crate) struct Kernel {
     /// The kernel's file name in `shaders/`, without `.wgsl`.
     pub name: &'static str,
+    /// The overridable constants it was built with.
+    pub special: Specialization,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
 }
@@ -93,6 +95,7 @@ impl Kernel {
         });
         Self {
             name: spec.name,
+            special,
             pipeline,
             layout,
         }
@@ -127,8 +130,10 @@ impl Specialized {
 /// Every pipeline of one batch-norm object, built once.
 #[derive(Debug)]
 pub(crate) struct Pipelines {
-    pub stats_partial: Kernel,
-    pub stats_partial_rows: Kernel,
+    /// By record per workgroup or per invocation.
+    pub stats_partial: Specialized,
+    /// By record per workgroup or per invocation.
+    pub stats_partial_rows: Specialized,
     pub stats_finalize: Kernel,
     pub eval_coeffs: Kernel,
     pub running_update: Kernel,
@@ -136,8 +141,10 @@ pub(crate) struct Pipelines {
     /// By epilogue.
     pub normalize_vec4: Specialized,
     pub backward_prep: Kernel,
-    pub backward_partial: Kernel,
-    pub backward_partial_rows: Kernel,
+    /// By record per workgroup or per invocation.
+    pub backward_partial: Specialized,
+    /// By record per workgroup or per invocation.
+    pub backward_partial_rows: Specialized,
     pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
     /// By epilogue and batch statistics.
@@ -160,16 +167,20 @@ impl Pipelines {
         let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups, f16);
         let fused = device.limits().max_storage_buffers_per_shader_stage >= FUSED_STORAGE;
         Self {
-            stats_partial: k(&STATS_PARTIAL),
-            stats_partial_rows: k(&STATS_PARTIAL_ROWS),
+            stats_partial: Specialized::new(device, &STATS_PARTIAL, (subgroups, f16)),
+            stats_partial_rows: Specialized::new(device, &STATS_PARTIAL_ROWS, (subgroups, f16)),
             stats_finalize: k(&STATS_FINALIZE),
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
             normalize: k(&NORMALIZE),
             normalize_vec4: Specialized::new(device, &NORMALIZE_VEC4, (subgroups, f16)),
             backward_prep: k(&BACKWARD_PREP),
-            backward_partial: k(&BACKWARD_PARTIAL),
-            backward_partial_rows: k(&BACKWARD_PARTIAL_ROWS),
+            backward_partial: Specialized::new(device, &BACKWARD_PARTIAL, (subgroups, f16)),
+            backward_partial_rows: Specialized::new(
+                device,
+                &BACKWARD_PARTIAL_ROWS,
+                (subgroups, f16),
+            ),
             backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             backward_dx_vec4: Specialized::new(device, &BACKWARD_DX_VEC4, (subgroups, f16)),

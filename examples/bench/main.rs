@@ -127,6 +127,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(v) = opts.merge_width {
         tuning.merge_width = v;
     }
+    if let Some(v) = opts.invocation_records {
+        tuning.invocation_records = v;
+    }
     if let Some(v) = opts.vec4 {
         tuning.vec4_per_invocation = v;
     }
@@ -137,6 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         || opts.vec4.is_some()
         || opts.scalar.is_some()
         || opts.merge_width.is_some()
+        || opts.invocation_records.is_some()
         || opts.workgroups.is_some()
     {
         "forced"

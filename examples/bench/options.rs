@@ -17,6 +17,9 @@ pub(crate) struct Options {
     pub(crate) scalar: Option<usize>,
     /// Forced `Tuning::merge_width` (`--merge-width N`), over either of the above.
     pub(crate) merge_width: Option<usize>,
+    /// Forced `Tuning::invocation_records` (`--invocation-records N`, 0: never), over
+    /// either of the above.
+    pub(crate) invocation_records: Option<usize>,
     /// One submission per repetition, waited for before the next (`--wait-each`).
     pub(crate) wait_each: bool,
     /// Time with the host's clock even where the adapter has timestamp queries
@@ -42,6 +45,7 @@ pub(crate) fn parse_args() -> Result<Options, String> {
         vec4: None,
         scalar: None,
         merge_width: None,
+        invocation_records: None,
         wait_each: false,
         stats: false,
         workgroups: None,
@@ -85,9 +89,13 @@ pub(crate) fn parse_args() -> Result<Options, String> {
             "--merge-width" => {
                 o.merge_width = Some(count("--merge-width", value("--merge-width")?)?)
             }
+            "--invocation-records" => {
+                let v = value("--invocation-records")?;
+                o.invocation_records = Some(count("--invocation-records", v)?)
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--invocation-records N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
                 );

@@ -261,11 +261,12 @@ impl BatchNorm {
                 partials,
                 y: y.map_or(dummy, |y| piece.of(y)),
             };
-            let kernel = if plan.lanes > 0 {
+            let partial = if plan.lanes > 0 {
                 &p.backward_partial_rows
             } else {
                 &p.backward_partial
             };
+            let kernel = partial.get(plan.specialization());
             self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             // A folded plan: this piece's sums into the running records right away.
             if plan.fold {

@@ -21,11 +21,12 @@ impl BatchNorm {
         for (i, piece) in plan.pieces.iter().enumerate() {
             let params = self.params_buffer(shape, plan, Some(piece), flags)?;
             let groups = plan.partial_groups(shape.channels(), piece);
-            let kernel = if plan.lanes > 0 {
+            let partial = if plan.lanes > 0 {
                 &self.set.pipelines.stats_partial_rows
             } else {
                 &self.set.pipelines.stats_partial
             };
+            let kernel = partial.get(plan.specialization());
             let bindings = StatsPartialBindings {
                 x: piece.of(x),
                 partials,

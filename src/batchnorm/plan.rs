@@ -54,7 +54,18 @@ pub(crate) fn row_lanes(shape: &TensorShape, target: usize) -> u32 {
 /// invocations share one channel's chunk (the workgroup, or its rows); `chunk_len` is a
 /// multiple of `threads`. Aims at `target` workgroups in all ([`Tuning`]).
 pub(crate) fn plan_chunks(count: usize, units: usize, threads: usize, target: usize) -> (u32, u32) {
-    let by_size = count.div_ceil(threads * MIN_ELEMENTS_PER_INVOCATION).max(1);
+    plan_chunks_of(count, units, threads, target, MIN_ELEMENTS_PER_INVOCATION)
+}
+
+/// `plan_chunks` with at least `least` elements per invocation (where the tensor has them).
+fn plan_chunks_of(
+    count: usize,
+    units: usize,
+    threads: usize,
+    target: usize,
+    least: usize,
+) -> (u32, u32) {
+    let by_size = count.div_ceil(threads * least.max(1)).max(1);
     let wanted = target.div_ceil(units).max(1);
     let chunks = wanted.min(by_size).min(MAX_CHUNKS);
     let chunk_len = count.div_ceil(chunks).div_ceil(threads) * threads;
@@ -86,15 +97,17 @@ impl Piece {
     }
 }
 
-/// `plan_chunks`, with at most `cap` chunks (at least 1).
+/// `plan_chunks`, with at most `cap` chunks (at least 1) and at least `least` elements per
+/// invocation.
 pub(crate) fn plan_chunks_within(
     count: usize,
     units: usize,
     threads: usize,
     cap: usize,
     target: usize,
+    least: usize,
 ) -> (u32, u32) {
-    let (chunks, chunk_len) = plan_chunks(count, units, threads, target);
+    let (chunks, chunk_len) = plan_chunks_of(count, units, threads, target, least);
     if chunks as usize <= cap.max(1) {
         return (chunks, chunk_len);
     }
@@ -105,7 +118,14 @@ pub(crate) fn plan_chunks_within(
 /// The pieces of one call, and the partial slots per channel over all of them.
 pub(super) struct Plan {
     pub(super) pieces: Vec<Piece>,
+    /// Partial records per channel, over all pieces: `records` per chunk.
     pub(super) slots: u32,
+    /// Partial records per chunk: 1 (the workgroup's invocations merged in shared memory),
+    /// or one per invocation that shares the chunk (the workgroup, or its rows), where the
+    /// tuning asks for them and each invocation gets enough elements
+    /// ([`Tuning::invocation_records`]): a CPU adapter runs a kernel with barriers as
+    /// coroutines whose locals live in memory, and the statistics took twice as long.
+    pub(super) records: u32,
     /// Channels per workgroup of the row partial passes; 0: the per-channel passes.
     pub(super) lanes: u32,
     /// Whether the pieces share the partial slots, each piece's partials folded into one
@@ -125,6 +145,7 @@ impl Plan {
         Self {
             pieces: Vec::new(),
             slots: 1,
+            records: 1,
             lanes: 0,
             fold: false,
             path: KernelPath::Elementwise,
@@ -141,6 +162,11 @@ impl Plan {
             .next_power_of_two()
             .min(width.max(1) as usize);
         channels.div_ceil(wg / rows)
+    }
+
+    /// The partial passes' specialization for this plan's records.
+    pub(super) fn specialization(&self) -> Specialization {
+        Specialization::records(self.records > 1)
     }
 
     /// Workgroup tasks of a partial pass over `piece`: (channel, chunk) pairs, or (block of
@@ -186,7 +212,24 @@ impl BatchNorm {
         let budget = (self.limits.max_storage_buffer_binding_size / 16)
             .min(self.limits.max_buffer_size / 16)
             / (shape.channels().max(1) as u64);
-        let cap = usize::try_from(budget).unwrap_or(usize::MAX);
+        // A record per invocation where each gets `least` elements of its channel and one
+        // binding holds a chunk's records.
+        let least = self.tuning.invocation_records;
+        let records = if reduce
+            && least > 0
+            && shape.per_channel() >= threads * least
+            && threads as u64 <= budget
+        {
+            threads
+        } else {
+            1
+        };
+        let least = if records > 1 {
+            least
+        } else {
+            MIN_ELEMENTS_PER_INVOCATION
+        };
+        let cap = usize::try_from(budget / records as u64).unwrap_or(usize::MAX);
         let mut pieces = Vec::new();
         let mut slots = 0u32;
         let mut base = 0u64;
@@ -205,7 +248,7 @@ impl BatchNorm {
                         .max()
                         .unwrap_or(0)
                 };
-                plan_chunks_within(longest.max(1), units, threads, cap, target)
+                plan_chunks_within(longest.max(1), units, threads, cap, target, least)
             } else {
                 (0, 0)
             };
@@ -217,23 +260,26 @@ impl BatchNorm {
                 chunk_len,
                 slot_base: slots,
             });
-            slots += chunks;
+            slots += chunks * records as u32;
             base += len;
         }
         let fold = u64::from(slots) > budget;
         if fold {
             // One set of slots for all pieces, each piece's chunks padded to it.
-            slots = pieces.iter().map(|p| p.chunks).max().unwrap_or(0);
+            let chunks = pieces.iter().map(|p| p.chunks).max().unwrap_or(0);
+            slots = chunks * records as u32;
             for piece in &mut pieces {
-                piece.chunks = slots;
+                piece.chunks = chunks;
                 piece.slot_base = 0;
             }
         }
-        let one_pass = self.one_pass && self.set.pipelines.forward_fused.is_some();
+        // The one-pass kernels merge their workgroup in shared memory.
+        let one_pass = self.one_pass && self.set.pipelines.forward_fused.is_some() && records == 1;
         let path = choose_path(shape, &pieces, lanes, reduce, one_pass);
         Ok(Plan {
             pieces,
             slots,
+            records: records as u32,
             lanes,
             fold,
             path,

@@ -225,6 +225,7 @@ impl Step<'_> {
         Dispatch {
             kernel: self.kernel.name,
             workgroups: self.grid,
+            invocation_records: self.kernel.special.invocation_records,
         }
     }
 }
@@ -237,6 +238,9 @@ pub struct Dispatch {
     pub kernel: &'static str,
     /// Workgroups in x and y.
     pub workgroups: (u32, u32),
+    /// Whether this partial pass writes a record per invocation, with no shared-memory
+    /// merge and no barrier, rather than one per workgroup ([`Tuning::invocation_records`]).
+    pub invocation_records: bool,
 }
 
 /// Records `steps` in order into one compute pass labelled `label`, each dispatch in a

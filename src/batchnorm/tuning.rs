@@ -40,6 +40,12 @@ pub struct Tuning {
     /// shared-memory tree; 1 merges them one after another in a single invocation. Taken
     /// as a power of two from 1 to the workgroup size (256), rounded down.
     pub merge_width: usize,
+    /// Where each invocation of a partial pass gets at least this many of its channel's
+    /// elements, it writes its own partial record (merged later with the others, in fixed
+    /// order) instead of merging the workgroup's through shared memory, and the chunks are
+    /// planned so that each invocation gets at least this many; 0: never. A kernel without
+    /// that merge holds no barrier, which a CPU adapter runs far faster (see the table).
+    pub invocation_records: usize,
 }
 
 impl Tuning {
@@ -49,6 +55,7 @@ impl Tuning {
         vec4_per_invocation: 4,
         scalar_per_invocation: 1,
         merge_width: 256,
+        invocation_records: 0,
     };
 
     /// For CPU adapters: 256 workgroups.
@@ -57,6 +64,7 @@ impl Tuning {
         vec4_per_invocation: 4,
         scalar_per_invocation: 16,
         merge_width: 1,
+        invocation_records: 128,
     };
 
     /// [`merge_width`](Self::merge_width) as the kernels take it: a power of two from 1 to

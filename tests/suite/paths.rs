@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use wgpu_batchnorm::{
-    AffineGrads, BackwardBuffers, BatchNorm, BatchNormConfig, KernelPath, Layout, Mode, Reduction,
-    SavedStats, TensorShape, Tuning,
+    AffineGrads, BackwardBuffers, BatchNorm, BatchNormConfig, Dispatch, KernelPath, Layout, Mode,
+    Reduction, SavedStats, TensorShape, Tuning,
 };
 
 /// Every kernel path the plan names, each on a shape that takes it, forward and backward
@@ -241,32 +241,8 @@ fn each_path_dispatches_its_kernels() {
         ),
     ] {
         let shape = TensorShape::channels_first(dims).unwrap();
-        let (n, c) = (shape.numel(), shape.channels());
-        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(c)).unwrap();
-        let t = TrainBufs::new(&gpu.device, &shape);
-        let zeros = |len: usize| upload_f32(&gpu.device, &vec![0.0; len]);
-        let (dy, dx, dgamma, dbeta) = (zeros(n), zeros(n), zeros(c), zeros(c));
-        let bufs = BackwardBuffers {
-            x: t.x.slice(..),
-            dy: dy.slice(..),
-            dx: dx.slice(..),
-            y: None,
-            dresidual: None,
-            gamma: Some(t.gamma.slice(..)),
-            grads: Some(AffineGrads {
-                dgamma: dgamma.slice(..),
-                dbeta: dbeta.slice(..),
-                accumulate: false,
-            }),
-            saved: Some(SavedStats {
-                mean: t.sm.slice(..),
-                invstd: t.si.slice(..),
-            }),
-            running: None,
-        };
-        let got: Vec<&str> = bn
-            .backward_dispatches(Mode::Train, &shape, &bufs)
-            .unwrap()
+        let bn = BatchNorm::new(&gpu.device, BatchNormConfig::new(shape.channels())).unwrap();
+        let got: Vec<&str> = backward_dispatches(&bn, &shape)
             .iter()
             .map(|d| d.kernel)
             .collect();
@@ -289,4 +265,87 @@ fn each_path_dispatches_its_kernels() {
     want.extend(["stats_finalize", "running_update", "running_update"]);
     want.extend(["normalize_vec4"; 3]);
     assert_eq!(got, want, "folded plan");
+}
+
+/// The dispatches of a training backward of `shape` (recording nothing).
+fn backward_dispatches(bn: &BatchNorm, shape: &TensorShape) -> Vec<Dispatch> {
+    let gpu = gpu();
+    let (n, c) = (shape.numel(), shape.channels());
+    let t = TrainBufs::new(&gpu.device, shape);
+    let zeros = |len: usize| upload_f32(&gpu.device, &vec![0.0; len]);
+    let (dy, dx, dgamma, dbeta) = (zeros(n), zeros(n), zeros(c), zeros(c));
+    let bufs = BackwardBuffers {
+        x: t.x.slice(..),
+        dy: dy.slice(..),
+        dx: dx.slice(..),
+        y: None,
+        dresidual: None,
+        gamma: Some(t.gamma.slice(..)),
+        grads: Some(AffineGrads {
+            dgamma: dgamma.slice(..),
+            dbeta: dbeta.slice(..),
+            accumulate: false,
+        }),
+        saved: Some(SavedStats {
+            mean: t.sm.slice(..),
+            invstd: t.si.slice(..),
+        }),
+        running: None,
+    };
+    bn.backward_dispatches(Mode::Train, shape, &bufs).unwrap()
+}
+
+/// The partial passes write a record per invocation (no shared-memory merge, so no barrier)
+/// where the tuning asks for it and each invocation gets that many of its channel's
+/// elements (`Tuning::invocation_records`), and a record per workgroup otherwise, in the
+/// training forward and the backward alike; nothing else changes with it.
+#[test]
+fn partial_records_follow_the_tuning() {
+    let gpu = gpu();
+    let (cpu, gpu_tuning) = (Tuning::CPU, Tuning::GPU);
+    assert!(cpu.invocation_records > 0 && gpu_tuning.invocation_records == 0);
+    let cases: [(&[usize], Layout, Tuning, Option<&str>); 5] = [
+        // 65,536 values per channel: 256 for each of a workgroup's invocations at most.
+        (
+            &[16, 4, 64, 64],
+            Layout::ChannelsFirst,
+            cpu,
+            Some("partial"),
+        ),
+        (&[16, 4, 64, 64], Layout::ChannelsFirst, gpu_tuning, None),
+        // Two channels in rows of 128 invocations, 131,072 values each.
+        (
+            &[131072, 2],
+            Layout::ChannelsFirst,
+            cpu,
+            Some("partial_rows"),
+        ),
+        // Too few values per invocation: 256 per channel, 16 rows.
+        (&[4, 8, 8, 16], Layout::ChannelsLast, cpu, None),
+        (&[4, 16, 32, 32], Layout::ChannelsFirst, cpu, None),
+    ];
+    for (dims, layout, tuning, want) in cases {
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let config = BatchNormConfig::new(shape.channels());
+        let bn = BatchNorm::new(&gpu.device, config)
+            .unwrap()
+            .with_tuning(tuning);
+        let bufs = TrainBufs::new(&gpu.device, &shape);
+        let forward = bn
+            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+            .unwrap();
+        let records = |dispatches: &[Dispatch]| -> Vec<&str> {
+            dispatches
+                .iter()
+                .filter(|d| d.invocation_records)
+                .map(|d| d.kernel)
+                .collect()
+        };
+        let case = format!("{dims:?} {layout:?} {tuning:?}");
+        let want_forward: Vec<String> = want.iter().map(|k| format!("stats_{k}")).collect();
+        assert_eq!(records(&forward), want_forward, "{case} forward");
+        let backward = backward_dispatches(&bn, &shape);
+        let want_backward: Vec<String> = want.iter().map(|k| format!("backward_{k}")).collect();
+        assert_eq!(records(&backward), want_backward, "{case} backward");
+    }
 }

@@ -7,7 +7,7 @@ use crate::common::*;
 use rand::rngs::StdRng;
 use wgpu_batchnorm::{
     BatchNorm, BatchNormConfig, BatchNormError, ChannelStats, HeadlessGpu, HostRunningStats,
-    Layout, Mode, TensorShape, reference,
+    Layout, Mode, TensorShape, Tuning, reference,
 };
 
 /// Forward and backward of one case on `queue`, compared with the reference.
@@ -103,6 +103,70 @@ fn partials_beyond_one_binding_are_folded_piece_by_piece() {
             assert_eq!(got.count, want.count, "{case}: counts");
         }
     }
+}
+
+/// A record per invocation of the partial passes (`Tuning::invocation_records`, here for
+/// any count of values) in tensors processed in pieces: on a 4 KiB binding their records
+/// fold piece by piece ((2048, 2) takes rows of 128 invocations, whose 512 records per
+/// channel exceed the 128 one binding holds); on a 64 KiB binding with one chunk per piece,
+/// two shapes keep every piece's records side by side (each piece at its own slots).
+#[test]
+fn invocation_records_in_pieces_and_folds() {
+    let mut rng = rng();
+    let records = Tuning {
+        invocation_records: 1,
+        ..Tuning::CPU
+    };
+    let small = small_binding_device();
+    let wide = device_with(|l| {
+        l.max_storage_buffer_binding_size = 64 << 10;
+        l.min_storage_buffer_offset_alignment = 256;
+    });
+    let folded = PIECE_SHAPES
+        .into_iter()
+        .chain(FOLDED_SHAPES)
+        .chain([(&[2048, 2][..], Layout::ChannelsFirst)])
+        .map(|(dims, layout)| (dims, layout, true));
+    let unfolded = [
+        (&[8192, 4][..], Layout::ChannelsFirst, false),
+        (&[4, 2, 64, 64], Layout::ChannelsFirst, false),
+    ];
+    let mut with_records = 0;
+    for (dims, layout, fold) in folded.chain(unfolded) {
+        let ((device, queue), tuning) = match fold {
+            true => (&small, records),
+            false => (
+                &wide,
+                Tuning {
+                    target_workgroups: 1,
+                    ..records
+                },
+            ),
+        };
+        let shape = TensorShape::new(dims, layout).unwrap();
+        let config = BatchNormConfig::new(shape.channels());
+        let bn = BatchNorm::new(device, config).unwrap().with_tuning(tuning);
+        let bufs = TrainBufs::new(device, &shape);
+        let dispatches = bn
+            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+            .unwrap();
+        let partials = dispatches.iter().filter(|d| d.invocation_records).count();
+        with_records += usize::from(partials > 0);
+        if !fold {
+            let merges = dispatches
+                .iter()
+                .filter(|d| d.kernel == "stats_merge")
+                .count();
+            assert!(partials >= 2 && merges == 0, "{dims:?}: {dispatches:?}");
+        }
+        for mode in [Mode::Train, Mode::Eval] {
+            check_case(&bn, queue, mode, &shape, &mut rng);
+        }
+    }
+    assert!(
+        with_records >= 6,
+        "only {with_records} shapes took invocation records"
+    );
 }
 
 #[test]
