@@ -25,7 +25,9 @@ fn main(
                 s = sums_merge(s, a[c * p.slots + j]);
             }
         }
-        s = sums_rows(lid, WG / t.rows, s);
+        if (!MERGE_CHAIN) {
+            s = sums_rows(lid, WG / t.rows, s);
+        }
         if (t.row == 0u && c < p.channels) {
             if ((p.flags & FLAG_MERGE_B) != 0u) {
                 s = sums_merge(s, b[c]);

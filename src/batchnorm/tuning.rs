@@ -12,13 +12,16 @@ use crate::kernels::WORKGROUP_SIZE;
 /// | `Cpu` (lavapipe, llvmpipe, WARP) | [`Tuning::CPU`]: 256 workgroups | a CPU runs a few workgroups at a time; each costs a shared-memory merge tree, so fewer, longer ones win (BENCHMARKS.md, "Adapter-aware plans") |
 /// | | 16 elements per invocation of the scalar elementwise passes | each invocation's start costs three integer divisions, which a CPU runs one lane at a time: eval 1.27-1.33x faster on lavapipe where the scalar kernels run (7x7 and 33x33 planes) |
 /// | | merge width 1 (one invocation merges a channel's records in a row) | the tree's barriers cost more than the chain on a CPU: (4096, 256) statistics 0.88x, training 0.90x with a tree of 256 on lavapipe |
+/// | | a partial record per invocation where each gets at least 64 values (`invocation_records`) | lavapipe runs a kernel with barriers as coroutines whose locals live in memory; without the shared-memory merge the statistics took 1.5-2.2x less time, the training forward 1.3-2.1x, the backward 1.2-1.6x (BENCHMARKS.md, "Partial passes without a barrier") |
 /// | every other (discrete, integrated, virtual GPUs) | [`Tuning::GPU`]: 2048 workgroups | enough loads in flight to approach memory bandwidth on a large GPU (about 16 per H100 SM) |
 /// | | 1 element per invocation of the scalar elementwise passes | as before the setting existed; other counts not yet timed on a GPU |
 /// | | merge width 256 (a tree of up to 256 invocations per channel) | one invocation merging 256 records in a row cost about 75 us of a 0.24 ms training forward on an H100 (BENCHMARKS.md, "the merges as trees") |
+/// | | a partial record per workgroup (`invocation_records` 0) | a GPU merges its workgroup in shared memory at little cost; a record per invocation would write 16 bytes for every 64 values read, and merge them after (not timed on a GPU) |
 ///
 /// Both entries run the vec4 elementwise passes with 4 vec4s per invocation, not yet
 /// compared with other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes"). `bench`
-/// forces each field (`--workgroups`, `--vec4`, `--scalar`, `--merge-width`) to compare.
+/// forces each field (`--workgroups`, `--vec4`, `--scalar`, `--merge-width`,
+/// `--invocation-records`) to compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuning {
     /// Workgroups the partial passes aim at over the whole tensor (chunks per channel, and
@@ -64,7 +67,7 @@ impl Tuning {
         vec4_per_invocation: 4,
         scalar_per_invocation: 16,
         merge_width: 1,
-        invocation_records: 128,
+        invocation_records: 64,
     };
 
     /// [`merge_width`](Self::merge_width) as the kernels take it: a power of two from 1 to
