@@ -25,9 +25,7 @@ fn main(
                 s = sums_merge(s, partials[c * p.slots + j]);
             }
         }
-        if (!MERGE_CHAIN) {
-            s = sums_rows(lid, WG / t.rows, s);
-        }
+        s = sums_rows(lid, WG / t.rows, s);
         if (t.row == 0u && c < p.channels) {
             let f = backward_channel(sums_value(s), chan[p.channels + c]);
             if ((p.flags & FLAG_AFFINE) != 0u) {

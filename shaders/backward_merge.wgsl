@@ -25,9 +25,7 @@ fn main(
                 s = sums_merge(s, a[c * p.slots + j]);
             }
         }
-        if (!MERGE_CHAIN) {
-            s = sums_rows(lid, WG / t.rows, s);
-        }
+        s = sums_rows(lid, WG / t.rows, s);
         if (t.row == 0u && c < p.channels) {
             if ((p.flags & FLAG_MERGE_B) != 0u) {
                 s = sums_merge(s, b[c]);

@@ -42,11 +42,9 @@ fn sums_rows(lid: u32, lanes: u32, v: vec4<f32>) -> vec4<f32> {
 // Invocations per channel of the merge passes: the slots rounded up to a power of two, at
 // most p.merge_width. On a GPU (width WG) one invocation merging hundreds of records in a
 // row took tens of microseconds; on a CPU adapter (width 1) the tree's barriers cost more
-// than the chain (BENCHMARKS.md, "the merges as trees"), and its pipelines are built with
-// MERGE_CHAIN, which leaves the tree (`welford_rows`, `sums_rows`) and so every barrier
-// out of the merge kernels. Host twin: `Plan::merge_groups`.
+// than the chain (BENCHMARKS.md, "the merges as trees"). Host twin: `Plan::merge_groups`.
 fn merge_rows() -> u32 {
-    if (MERGE_CHAIN || p.slots <= 1u) {
+    if (p.slots <= 1u) {
         return 1u;
     }
     return min(p.merge_width, 1u << (32u - countLeadingZeros(p.slots - 1u)));

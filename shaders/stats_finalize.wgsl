@@ -30,9 +30,7 @@ fn main(
                 m = merged_push(m, partials[c * p.slots + j]);
             }
         }
-        if (!MERGE_CHAIN) {
-            m = welford_rows(lid, WG / t.rows, m);
-        }
+        m = welford_rows(lid, WG / t.rows, m);
         if (t.row == 0u && c < p.channels) {
             var scale = 1.0;
             var shift = 0.0;

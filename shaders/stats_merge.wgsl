@@ -24,9 +24,7 @@ fn main(
                 m = merged_push(m, a[c * p.slots + j]);
             }
         }
-        if (!MERGE_CHAIN) {
-            m = welford_rows(lid, WG / t.rows, m);
-        }
+        m = welford_rows(lid, WG / t.rows, m);
         if (t.row == 0u && c < p.channels) {
             if ((p.flags & FLAG_MERGE_B) != 0u) {
                 m = merged_push(m, b[c]);

@@ -134,8 +134,7 @@ pub(crate) struct Pipelines {
     pub stats_partial: Specialized,
     /// By record per workgroup or per invocation.
     pub stats_partial_rows: Specialized,
-    /// As a tree or as a chain per channel.
-    pub stats_finalize: Specialized,
+    pub stats_finalize: Kernel,
     pub eval_coeffs: Kernel,
     pub running_update: Kernel,
     pub normalize: Kernel,
@@ -146,15 +145,12 @@ pub(crate) struct Pipelines {
     pub backward_partial: Specialized,
     /// By record per workgroup or per invocation.
     pub backward_partial_rows: Specialized,
-    /// As a tree or as a chain per channel.
-    pub backward_finalize: Specialized,
+    pub backward_finalize: Kernel,
     pub backward_dx: Kernel,
     /// By epilogue and batch statistics.
     pub backward_dx_vec4: Specialized,
-    /// As a tree or as a chain per channel.
-    pub stats_merge: Specialized,
-    /// As a tree or as a chain per channel.
-    pub backward_merge: Specialized,
+    pub stats_merge: Kernel,
+    pub backward_merge: Kernel,
     /// The one-pass training forward, where the device binds enough storage buffers.
     pub forward_fused: Option<Kernel>,
     /// The one-pass backward, likewise.
@@ -173,7 +169,7 @@ impl Pipelines {
         Self {
             stats_partial: Specialized::new(device, &STATS_PARTIAL, (subgroups, f16)),
             stats_partial_rows: Specialized::new(device, &STATS_PARTIAL_ROWS, (subgroups, f16)),
-            stats_finalize: Specialized::new(device, &STATS_FINALIZE, (subgroups, f16)),
+            stats_finalize: k(&STATS_FINALIZE),
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
             normalize: k(&NORMALIZE),
@@ -185,11 +181,11 @@ impl Pipelines {
                 &BACKWARD_PARTIAL_ROWS,
                 (subgroups, f16),
             ),
-            backward_finalize: Specialized::new(device, &BACKWARD_FINALIZE, (subgroups, f16)),
+            backward_finalize: k(&BACKWARD_FINALIZE),
             backward_dx: k(&BACKWARD_DX),
             backward_dx_vec4: Specialized::new(device, &BACKWARD_DX_VEC4, (subgroups, f16)),
-            stats_merge: Specialized::new(device, &STATS_MERGE, (subgroups, f16)),
-            backward_merge: Specialized::new(device, &BACKWARD_MERGE, (subgroups, f16)),
+            stats_merge: k(&STATS_MERGE),
+            backward_merge: k(&BACKWARD_MERGE),
             forward_fused: fused.then(|| k(&FORWARD_FUSED)),
             backward_fused: fused.then(|| k(&BACKWARD_FUSED)),
             forward_thin: fused.then(|| k(&FORWARD_THIN)),

@@ -270,7 +270,7 @@ impl BatchNorm {
             self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
             // A folded plan: this piece's sums into the running records right away.
             if plan.fold {
-                let merge = self.merge_kernel(&p.backward_merge);
+                let merge = &p.backward_merge;
                 sums = self.fold_piece(&mut steps, merge, shape, &plan, &scratch, i)?;
             }
         }
@@ -282,7 +282,7 @@ impl BatchNorm {
                     b: dummy,
                     out,
                 };
-                let merge = self.merge_kernel(&p.backward_merge);
+                let merge = &p.backward_merge;
                 self.dispatch(&mut steps, merge, &global, &bindings.slices(), merge_groups);
                 return Ok(steps);
             }
@@ -296,7 +296,7 @@ impl BatchNorm {
                 dgamma,
                 dbeta,
             };
-            let kernel = self.merge_kernel(&p.backward_finalize);
+            let kernel = &p.backward_finalize;
             self.dispatch(
                 &mut steps,
                 kernel,

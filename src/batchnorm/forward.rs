@@ -33,7 +33,7 @@ impl BatchNorm {
             };
             self.dispatch(steps, kernel, &params, &bindings.slices(), groups);
             if plan.fold {
-                let merge = self.merge_kernel(&self.set.pipelines.stats_merge);
+                let merge = &self.set.pipelines.stats_merge;
                 merged = self.fold_piece(steps, merge, shape, plan, scratch, i)?;
             }
         }
@@ -191,7 +191,7 @@ impl BatchNorm {
                     save_mean: s.mean,
                     save_invstd: s.invstd,
                 };
-                let finalize = self.merge_kernel(&p.stats_finalize);
+                let finalize = &p.stats_finalize;
                 let groups = self.merge_groups(global_plan, shape.channels());
                 self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
             }

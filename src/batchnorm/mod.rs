@@ -17,7 +17,7 @@ use crate::kernels::{
     FLAG_CUMULATIVE, FLAG_MERGE_B, FLAG_RELU, FLAG_RESIDUAL, FLAG_SKIP_NON_FINITE, Params,
     Specialization, WORKGROUP_SIZE,
 };
-use crate::pipelines::{Kernel, Pipelines, Specialized};
+use crate::pipelines::{Kernel, Pipelines};
 use crate::shape::TensorShape;
 
 mod args;
@@ -309,7 +309,7 @@ impl BatchNorm {
                 out,
             };
             let groups = self.merge_groups(merged_plan, shape.channels());
-            let merge = self.merge_kernel(&p.stats_merge);
+            let merge = &p.stats_merge;
             self.dispatch(&mut steps, merge, &global, &bindings.slices(), groups);
             Ok(steps)
         })?;
@@ -339,7 +339,7 @@ impl BatchNorm {
             let params = self.params_buffer(&shape, &Plan::one_record(), None, FLAG_MERGE_B)?;
             let mut steps = Vec::new();
             let groups = self.merge_groups(&Plan::one_record(), shape.channels());
-            let merge = self.merge_kernel(&self.set.pipelines.stats_merge);
+            let merge = &self.set.pipelines.stats_merge;
             let bindings = MergeBindings { a, b, out }.slices();
             self.dispatch(&mut steps, merge, &params, &bindings, groups);
             Ok(steps)

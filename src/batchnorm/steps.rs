@@ -157,12 +157,6 @@ impl BatchNorm {
         plan.merge_groups(channels, self.tuning.merge_rows_cap())
     }
 
-    /// A merge pass's pipeline at this layer's merge width: the chain (no shared-memory
-    /// tree, no barrier) at width 1, else the tree.
-    pub(super) fn merge_kernel<'k>(&self, kernel: &'k Specialized) -> &'k Kernel {
-        kernel.get(Specialization::chain(self.tuning.merge_rows_cap() == 1))
-    }
-
     /// Workgroups of a grid-stride elementwise pass over `len` elements.
     pub(super) fn elementwise_groups(&self, len: u64) -> usize {
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);

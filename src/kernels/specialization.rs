@@ -19,33 +19,26 @@ pub(crate) struct Specialization {
     /// write one record per invocation rather than merging the workgroup's through shared
     /// memory, so that the kernel holds no barrier (`Plan::records`).
     pub invocation_records: bool,
-    /// `MERGE_CHAIN`: the merge passes (`stats_finalize`, `stats_merge`,
-    /// `backward_finalize`, `backward_merge`) with one invocation per channel, merging its
-    /// records one after another, and no shared-memory tree, so no barrier
-    /// ([`Tuning::merge_width`](crate::Tuning::merge_width) 1).
-    pub merge_chain: bool,
 }
 
 impl Specialization {
     /// The names of the prelude's `override` declarations, in field order.
-    pub(crate) const NAMES: [&'static str; 5] = [
+    pub(crate) const NAMES: [&'static str; 4] = [
         "EPILOGUE_RELU",
         "EPILOGUE_RESIDUAL",
         "BATCH_STATS",
         "INVOCATION_RECORDS",
-        "MERGE_CHAIN",
     ];
 
     /// The pipeline constants that build this specialization.
-    pub(crate) fn constants(&self) -> [(&'static str, f64); 5] {
-        let [relu, residual, batch, records, chain] = Self::NAMES;
+    pub(crate) fn constants(&self) -> [(&'static str, f64); 4] {
+        let [relu, residual, batch, records] = Self::NAMES;
         let f = |b: bool| if b { 1.0 } else { 0.0 };
         [
             (relu, f(self.relu)),
             (residual, f(self.residual)),
             (batch, f(self.batch_stats)),
             (records, f(self.invocation_records)),
-            (chain, f(self.merge_chain)),
         ]
     }
 
@@ -57,14 +50,6 @@ impl Specialization {
         }
     }
 
-    /// The merge passes' specialization: a chain per channel or a tree.
-    pub(crate) fn chain(merge_chain: bool) -> Self {
-        Self {
-            merge_chain,
-            ..Self::default()
-        }
-    }
-
     /// The specialization of `flags` (a call's `Params::flags`).
     pub(crate) fn of_flags(flags: u32) -> Self {
         Self {
@@ -72,25 +57,20 @@ impl Specialization {
             residual: flags & FLAG_RESIDUAL != 0,
             batch_stats: flags & FLAG_BATCH_STATS != 0,
             invocation_records: false,
-            merge_chain: false,
         }
     }
 }
 
 /// The specializations `spec` is built with: the vec4 elementwise kernels one per epilogue
 /// (none, ReLU, residual add and ReLU), `backward_dx_vec4` each also with and without batch
-/// statistics; the partial passes with a record per workgroup and per invocation; the merge
-/// passes as a tree and as a chain; every other kernel once, with the defaults (it tests
-/// `Params::flags`).
+/// statistics; the partial passes with a record per workgroup and per invocation; every
+/// other kernel once, with the defaults (it tests `Params::flags`).
 pub(crate) fn specializations(spec: &KernelSpec) -> Vec<Specialization> {
     let batch: &[bool] = match spec.name {
         "normalize_vec4" => &[false],
         "backward_dx_vec4" => &[false, true],
         "stats_partial" | "stats_partial_rows" | "backward_partial" | "backward_partial_rows" => {
             return [false, true].map(Specialization::records).to_vec();
-        }
-        "stats_finalize" | "stats_merge" | "backward_finalize" | "backward_merge" => {
-            return [false, true].map(Specialization::chain).to_vec();
         }
         _ => return vec![Specialization::default()],
     };
@@ -103,7 +83,6 @@ pub(crate) fn specializations(spec: &KernelSpec) -> Vec<Specialization> {
                 residual,
                 batch_stats,
                 invocation_records: false,
-                merge_chain: false,
             })
         })
         .collect()
