@@ -18,8 +18,11 @@ use crate::kernels::WORKGROUP_SIZE;
 /// | | merge width 256 (a tree of up to 256 invocations per channel) | one invocation merging 256 records in a row cost about 75 us of a 0.24 ms training forward on an H100 (BENCHMARKS.md, "the merges as trees") |
 /// | | a partial record per workgroup (`invocation_records` 0) | a GPU merges its workgroup in shared memory at little cost; a record per invocation would write 16 bytes for every 64 values read, and merge them after (not timed on a GPU) |
 ///
-/// Both entries run the vec4 elementwise passes with 4 vec4s per invocation, not yet
-/// compared with other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes"). `bench`
+/// GPUs run the vec4 elementwise passes with 4 vec4s per invocation, not yet compared with
+/// other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes"); CPU adapters with 8,
+/// which spreads an invocation's coefficient reads (four records channels-last) over more
+/// values: eval 1.1-1.2x faster than with 4 on lavapipe (BENCHMARKS.md, "Partial passes
+/// without a barrier"). `bench`
 /// forces each field (`--workgroups`, `--vec4`, `--scalar`, `--merge-width`,
 /// `--invocation-records`) to compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,7 +67,7 @@ impl Tuning {
     /// For CPU adapters: 256 workgroups.
     pub const CPU: Self = Self {
         target_workgroups: 256,
-        vec4_per_invocation: 4,
+        vec4_per_invocation: 8,
         scalar_per_invocation: 16,
         merge_width: 1,
         invocation_records: 64,
