@@ -1,5 +1,5 @@
 // Backward with one invocation per channel, for channel-first tensors bound in one piece
-// with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/plan.rs`): each
+// with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/path.rs`): each
 // invocation sums its channel's (dy, dy * (x - mean)) as `backward_partial.wgsl` does,
 // computes dgamma, dbeta and the dx coefficients as `backward_finalize.wgsl` does
 // (`backward_channel`), and writes dx (and dz) as `backward_dx.wgsl` does, re-reading its

@@ -1,5 +1,5 @@
 // Training forward with one invocation per channel, for channel-first tensors bound in one
-// piece with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/plan.rs`): each
+// piece with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/path.rs`): each
 // invocation runs Welford's algorithm over its channel's values (as the partial passes),
 // computes the channel's statistics and coefficients as
 // `stats_finalize.wgsl` does (`forward_channel`), and writes y as `normalize.wgsl` does,

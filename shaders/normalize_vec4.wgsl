@@ -1,7 +1,7 @@
 // Forward, last pass, as `normalize.wgsl` four elements at a time: x, y and z bound as
 // vec4s, where the plan finds the piece in whole, aligned vec4s whose four elements are
 // of one channel (inner a multiple of 4) or of four consecutive channels (inner = 1, C a
-// multiple of 4: channels-last and (N, C)); see `vec4_pass` in src/batchnorm/plan.rs.
+// multiple of 4: channels-last and (N, C)); see `vec4_piece` in src/batchnorm/vector.rs.
 // Where the grid holds a whole sample's vec4s (C * inner / 4), an invocation keeps its
 // channel, or its four channels, for the whole loop (its stride is a multiple of a
 // sample, `vec4_sample_stride`), so it reads their coefficients once rather than a record

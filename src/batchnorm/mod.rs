@@ -25,6 +25,7 @@ mod backward;
 mod bindings;
 mod forward;
 mod kernel_set;
+mod path;
 mod plan;
 mod steps;
 mod tuning;
@@ -32,6 +33,7 @@ mod vector;
 
 use bindings::*;
 use kernel_set::*;
+use path::*;
 use plan::*;
 use steps::*;
 
@@ -39,7 +41,7 @@ pub use args::{
     AffineGrads, AffineParams, BackwardBuffers, ForwardBuffers, ReduceBuffers, RunningStats,
     SavedStats,
 };
-pub use plan::KernelPath;
+pub use path::KernelPath;
 pub use steps::Dispatch;
 pub(crate) use steps::buffer_with;
 pub use tuning::Tuning;
