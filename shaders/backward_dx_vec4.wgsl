@@ -1,11 +1,11 @@
 // Backward, last pass, as `backward_dx.wgsl` four elements at a time: x, dy, dx (and y,
 // dz of a fused epilogue) bound as vec4s under the conditions of `normalize_vec4.wgsl`,
 // whose loop this is: where the grid holds a whole sample, an invocation keeps its
-// channel (or four channels) and reads their coefficients once. Each element computed as in `backward_dx.wgsl` (`dx_value`,
-// `through_epilogue`), so the two agree bit for bit, but with the epilogue and the choice
-// of statistics fixed when the pipeline is built (the overridable constants EPILOGUE_RELU,
-// EPILOGUE_RESIDUAL and BATCH_STATS, see `Specialization` in src/kernels.rs) rather than
-// tested in `Params::flags` per element.
+// channel (or four channels) and reads their coefficients once. Each element computed as
+// in `backward_dx.wgsl` (`dx_value`, `through_epilogue`), so the two agree bit for bit,
+// but with the epilogue and the choice of statistics fixed when the pipeline is built (the
+// overridable constants EPILOGUE_RELU, EPILOGUE_RESIDUAL and BATCH_STATS, see
+// `Specialization` in src/kernels.rs) rather than tested in `Params::flags` per element.
 // CPU twin: `reference::backward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<vec4<T>>;
