@@ -2,10 +2,11 @@
 
 use super::*;
 
-/// Channel-first tensors in one piece with at most this many values per channel take the
-/// one-pass kernels with an invocation per channel (`forward_thin.wgsl`,
-/// `backward_thin.wgsl`) instead of a workgroup per channel: a 256-invocation workgroup and
-/// its reduction for a handful of values is the cost that made (1, 10^6, 2) take seconds.
+/// Tensors in one piece with at most this many values per channel take the one-pass
+/// kernels with an invocation per channel (`forward_thin.wgsl`, `backward_thin.wgsl`)
+/// instead of a workgroup per channel: a 256-invocation workgroup and its reduction for a
+/// handful of values is the cost that made (1, 10^6, 2) take seconds. Channel-innermost
+/// tensors too ((2, 10^6): row blocks of 8 lanes left 6 of every 8 invocations idle).
 pub(crate) const THIN_MAX_COUNT: usize = 64;
 
 /// The kernel path of a call, as its plan names it (in the spirit of PyTorch's
@@ -30,8 +31,8 @@ pub enum KernelPath {
     /// channel reduces it and writes its output (`forward_fused.wgsl`,
     /// `backward_fused.wgsl`).
     OnePassWorkgroup,
-    /// As [`KernelPath::OnePassWorkgroup`] with at most 64 values per channel
-    /// (`THIN_MAX_COUNT`): an invocation per channel (`forward_thin.wgsl`,
+    /// A tensor in one piece (any layout) with at most 64 values per channel
+    /// (`THIN_MAX_COUNT`): one dispatch, an invocation per channel (`forward_thin.wgsl`,
     /// `backward_thin.wgsl`).
     OnePassInvocation,
 }
@@ -49,17 +50,15 @@ pub(crate) fn choose_path(
     if !reduce || pieces.is_empty() {
         return KernelPath::Elementwise;
     }
-    if lanes > 0 {
-        return KernelPath::RowBlocks;
-    }
+    let thin = shape.per_channel() <= THIN_MAX_COUNT;
     match pieces {
-        [piece] if one_pass && piece.chunks == 1 => {
-            if shape.per_channel() <= THIN_MAX_COUNT {
-                KernelPath::OnePassInvocation
-            } else {
-                KernelPath::OnePassWorkgroup
-            }
+        // Any layout: an invocation per channel reads its few values, neighbouring channels
+        // at neighbouring addresses where the channel is the innermost axis.
+        [piece] if one_pass && thin && (lanes > 0 || piece.chunks == 1) => {
+            KernelPath::OnePassInvocation
         }
+        _ if lanes > 0 => KernelPath::RowBlocks,
+        [piece] if one_pass && piece.chunks == 1 => KernelPath::OnePassWorkgroup,
         _ => KernelPath::SplitReduction,
     }
 }
@@ -117,7 +116,22 @@ mod tests {
         assert_eq!(path(&[4, 3, 9, 11], &one, 0), OnePassWorkgroup);
         let shape = [1, 1000, 2];
         assert_eq!(path(&shape, &[piece(2)], 0), SplitReduction);
-        assert_eq!(path(&shape, &one, 8), RowBlocks);
+        // Channel-innermost: an invocation per channel up to THIN_MAX_COUNT values, in
+        // any number of chunks, else row blocks.
+        assert_eq!(path(&shape, &one, 8), OnePassInvocation);
+        assert_eq!(path(&shape, &[piece(4)], 8), OnePassInvocation);
+        let nc = |dims: &[usize], pieces: &[Piece]| {
+            choose_path(
+                &TensorShape::channels_first(dims).unwrap(),
+                pieces,
+                8,
+                true,
+                true,
+            )
+        };
+        assert_eq!(nc(&[m, 1000], &one), OnePassInvocation);
+        assert_eq!(nc(&[m + 1, 1000], &one), RowBlocks);
+        assert_eq!(nc(&[2, 1000], &[piece(1), piece(1)]), RowBlocks);
         assert_eq!(path(&shape, &[piece(1), piece(1)], 0), SplitReduction);
         assert_eq!(path(&shape, &[], 0), Elementwise);
         // Not allowed, or no reduction.

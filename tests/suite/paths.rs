@@ -21,11 +21,17 @@ fn every_kernel_path_matches_the_reference() {
     let mut rng = rng();
     // Devices that bind fewer than 8 storage buffers per stage have no one-pass kernels.
     let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
-    let available = |p| match p {
-        OnePassWorkgroup | OnePassInvocation if !fused => SplitReduction,
+    // Without the one-pass kernels: the split reduction, or row blocks where the channel
+    // is the innermost axis.
+    let separate_path = |shape: &TensorShape| match shape.outer_inner().1 {
+        1 => RowBlocks,
+        _ => SplitReduction,
+    };
+    let available = |p, shape: &TensorShape| match p {
+        OnePassWorkgroup | OnePassInvocation if !fused => separate_path(shape),
         p => p,
     };
-    let cases: [(&[usize], Layout, Mode, KernelPath, KernelPath); 8] = [
+    let cases: [(&[usize], Layout, Mode, KernelPath, KernelPath); 10] = [
         (
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
@@ -43,6 +49,21 @@ fn every_kernel_path_matches_the_reference() {
         (
             &[2, 300, 5],
             Layout::ChannelsFirst,
+            Mode::Train,
+            OnePassInvocation,
+            OnePassInvocation,
+        ),
+        // Channel-innermost with at most THIN_MAX_COUNT values per channel.
+        (
+            &[6, 300],
+            Layout::ChannelsFirst,
+            Mode::Train,
+            OnePassInvocation,
+            OnePassInvocation,
+        ),
+        (
+            &[2, 3, 5, 40],
+            Layout::ChannelsLast,
             Mode::Train,
             OnePassInvocation,
             OnePassInvocation,
@@ -108,8 +129,8 @@ fn every_kernel_path_matches_the_reference() {
             };
             let separate = separate.with_tuning(other);
             for (bn, one_pass) in [(bn, true), (separate, false)] {
-                let want = |p| match available(p) {
-                    OnePassWorkgroup | OnePassInvocation if !one_pass => SplitReduction,
+                let want = |p| match available(p, &shape) {
+                    OnePassWorkgroup | OnePassInvocation if !one_pass => separate_path(&shape),
                     p => p,
                 };
                 let inject = Inject {
@@ -159,7 +180,11 @@ fn each_path_dispatches_its_kernels() {
         true => vec![kernel, "running_update", "running_update"],
         false => split("stats_partial", "normalize"),
     };
-    let cases: [(&[usize], Layout, bool, Vec<&str>); 6] = [
+    let thin_rows = match fused {
+        true => one_pass("forward_thin"),
+        false => split("stats_partial_rows", "normalize_vec4"),
+    };
+    let cases: [(&[usize], Layout, bool, Vec<&str>); 8] = [
         (
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
@@ -172,6 +197,9 @@ fn each_path_dispatches_its_kernels() {
             true,
             one_pass("forward_thin"),
         ),
+        // Channel-innermost, at most THIN_MAX_COUNT values per channel: the same kernel.
+        (&[6, 300], Layout::ChannelsFirst, true, thin_rows.clone()),
+        (&[2, 3, 5, 40], Layout::ChannelsLast, true, thin_rows),
         (
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
