@@ -1,4 +1,4 @@
-// Backward with one invocation per channel, for channel-first tensors bound in one piece
+// Backward with one invocation per channel, for tensors (any layout) bound in one piece
 // with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/path.rs`): each
 // invocation sums its channel's (dy, dy * (x - mean)) as `backward_partial.wgsl` does,
 // computes dgamma, dbeta and the dx coefficients as `backward_finalize.wgsl` does
@@ -37,9 +37,22 @@ fn main(
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
         let st = chan[p.channels + c];
         let mean = st.x;
+        // Four elements' loads in flight before their sums (BENCHMARKS.md, "Loads in
+        // flight"); the same sums in the same order as one at a time.
         var s = vec4<f32>(0.0);
         var walk = walk_from(0u, 1u);
-        for (var k = 0u; k < p.count; k = k + 1u) {
+        var k = 0u;
+        for (; k + 4u <= p.count; k = k + 4u) {
+            let i = walk_take4(&walk, c);
+            let d = vec4<f32>(f32(dy[i.x]), f32(dy[i.y]), f32(dy[i.z]), f32(dy[i.w]));
+            let xv = vec4<f32>(f32(x[i.x]), f32(x[i.y]), f32(x[i.z]), f32(x[i.w]));
+            var yv = vec4<f32>(1.0);
+            if ((p.flags & FLAG_RELU) != 0u) {
+                yv = vec4<f32>(f32(y[i.x]), f32(y[i.y]), f32(y[i.z]), f32(y[i.w]));
+            }
+            s = backward_sums_add4(s, d, xv, yv, mean);
+        }
+        for (; k < p.count; k = k + 1u) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
             let g_out = grad_out(i);
@@ -52,7 +65,23 @@ fn main(
             dbeta[c] = g.y;
         }
         walk = walk_from(0u, 1u);
-        for (var k = 0u; k < p.count; k = k + 1u) {
+        k = 0u;
+        for (; k + 4u <= p.count; k = k + 4u) {
+            let i = walk_take4(&walk, c);
+            let g = vec4<f32>(grad_out(i.x), grad_out(i.y), grad_out(i.z), grad_out(i.w));
+            let v = vec4<f32>(f32(x[i.x]), f32(x[i.y]), f32(x[i.z]), f32(x[i.w]));
+            dx[i.x] = T(dx_value(g.x, v.x, f.coeffs));
+            dx[i.y] = T(dx_value(g.y, v.y, f.coeffs));
+            dx[i.z] = T(dx_value(g.z, v.z, f.coeffs));
+            dx[i.w] = T(dx_value(g.w, v.w, f.coeffs));
+            if ((p.flags & FLAG_RESIDUAL) != 0u) {
+                dz[i.x] = T(g.x);
+                dz[i.y] = T(g.y);
+                dz[i.z] = T(g.z);
+                dz[i.w] = T(g.w);
+            }
+        }
+        for (; k < p.count; k = k + 1u) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
             let g = grad_out(i);

@@ -1,4 +1,4 @@
-// Training forward with one invocation per channel, for channel-first tensors bound in one
+// Training forward with one invocation per channel, for tensors (any layout) bound in one
 // piece with few values per channel (at most `THIN_MAX_COUNT` in `src/batchnorm/path.rs`): each
 // invocation runs Welford's algorithm over its channel's values (as the partial passes),
 // computes the channel's statistics and coefficients as
@@ -26,9 +26,17 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
+        // Four loads in flight before their pushes (BENCHMARKS.md, "Loads in flight"); the
+        // same pushes in the same order as one at a time.
         var w = welford_empty();
         var walk = walk_from(0u, 1u);
-        for (var k = 0u; k < p.count; k = k + 1u) {
+        var k = 0u;
+        for (; k + 4u <= p.count; k = k + 4u) {
+            let i = walk_take4(&walk, c);
+            let v = vec4<f32>(f32(x[i.x]), f32(x[i.y]), f32(x[i.z]), f32(x[i.w]));
+            w = welford_push(welford_push(welford_push(welford_push(w, v.x), v.y), v.z), v.w);
+        }
+        for (; k < p.count; k = k + 1u) {
             w = welford_push(w, f32(x[walk_index(walk, c)]));
             walk = walk_next(walk);
         }
@@ -44,7 +52,20 @@ fn main(
         chan[c] = f.coeffs;
         chan[p.channels + c] = f.stats;
         walk = walk_from(0u, 1u);
-        for (var k = 0u; k < p.count; k = k + 1u) {
+        k = 0u;
+        for (; k + 4u <= p.count; k = k + 4u) {
+            let i = walk_take4(&walk, c);
+            let v = vec4<f32>(f32(x[i.x]), f32(x[i.y]), f32(x[i.z]), f32(x[i.w]));
+            var zv = vec4<f32>(0.0);
+            if ((p.flags & FLAG_RESIDUAL) != 0u) {
+                zv = vec4<f32>(f32(z[i.x]), f32(z[i.y]), f32(z[i.z]), f32(z[i.w]));
+            }
+            y[i.x] = T(normalized(v.x, f.coeffs, zv.x));
+            y[i.y] = T(normalized(v.y, f.coeffs, zv.y));
+            y[i.z] = T(normalized(v.z, f.coeffs, zv.z));
+            y[i.w] = T(normalized(v.w, f.coeffs, zv.w));
+        }
+        for (; k < p.count; k = k + 1u) {
             let i = walk_index(walk, c);
             walk = walk_next(walk);
             var zv = 0.0;
