@@ -7,12 +7,12 @@
 // at chunk * WG + lid, no shared-memory merge, no barrier.
 // CPU twin: `reference::backward`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> dy: array<T>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
 @group(0) @binding(3) var<storage, read_write> chan: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
 // The forward's output, for the ReLU mask of a fused epilogue; an unused binding otherwise.
-@group(0) @binding(5) var<storage, read_write> y: array<T>;
+@group(0) @binding(5) var<storage, read> y: array<T>;
 
 @compute @workgroup_size(WG)
 fn main(

@@ -8,7 +8,7 @@
 // chunk * WG + lid, with no shared-memory merge and so no barrier in the kernel.
 // CPU twin: `reference::batch_stats`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)

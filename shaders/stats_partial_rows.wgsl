@@ -11,7 +11,7 @@
 // INVOCATION_RECORDS, each invocation's own record at chunk * rows + row, no tree.
 // CPU twin: `reference::batch_stats`.
 
-@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)

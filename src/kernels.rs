@@ -107,16 +107,18 @@ const COMMON: &str = concat!(
 const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../shaders/reduce_subgroup.wgsl");
 
-/// One compute kernel: its name, source, and the name and element size in bytes of each
-/// storage buffer it binds, at bindings 1, 2, ... (binding 0 is the `Params` uniform): 4
-/// for `array<f32>` / `array<u32>` / `array<T>` in f32, 16 for `array<vec4<f32>>`. The
-/// names and sizes come from the kernel's bindings struct; a test checks both against the
-/// WGSL.
+/// One compute kernel: its name, source, and the name, element size in bytes and access of
+/// each storage buffer it binds, at bindings 1, 2, ... (binding 0 is the `Params` uniform):
+/// 4 for `array<f32>` / `array<u32>` / `array<T>` in f32, 16 for `array<vec4<f32>>`. The
+/// names, sizes and accesses come from the kernel's bindings struct; a test checks them
+/// against the WGSL.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KernelSpec {
     pub name: &'static str,
     pub source: &'static str,
     pub storage: &'static [u64],
+    /// Per binding: bound `read` (in the WGSL and the layout) rather than `read_write`.
+    pub read_only: &'static [bool],
     /// The binding names, for the test that compares them with the WGSL.
     #[cfg(test)]
     pub names: &'static [&'static str],
@@ -125,8 +127,16 @@ pub(crate) struct KernelSpec {
 /// A kernel's storage bindings as a struct whose fields are named as the WGSL declares
 /// them, in binding order, with their element sizes: call sites name every buffer they
 /// bind (`Bindings { x, partials }`), and [`KernelSpec`] takes names and sizes from here.
+///
+/// A field marked `read` (`x: 4 read`) is bound read-only: `var<storage, read>` in the WGSL
+/// and a read-only storage entry in the layout, which lets a driver read it through its
+/// non-coherent cache (on an H200 the statistics alone took 7-9% less time, BENCHMARKS.md,
+/// "Read-only bindings"). wgpu rejects one buffer bound read-only and read-write in one
+/// dispatch, and callers may hand out slices of one pooled buffer, so only kernels that
+/// write nothing but the crate's own scratch (`partials`, `chan`) mark their inputs `read`
+/// (checked by `read_only_inputs_beside_scratch_only` in src/kernels/contract.rs).
 macro_rules! bindings {
-    ($(#[$doc:meta])* $ty:ident { $($field:ident: $size:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $ty:ident { $($field:ident: $size:literal $($read:ident)?),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug)]
         pub(crate) struct $ty<'a> {
@@ -135,6 +145,7 @@ macro_rules! bindings {
 
         impl<'a> $ty<'a> {
             pub(crate) const SIZES: &'static [u64] = &[$($size),*];
+            pub(crate) const READ_ONLY: &'static [bool] = &[$(read_only!($($read)?)),*];
             /// As `SIZES` for the vec4 twin of a kernel (`*_vec4.wgsl`), which binds the
             /// same buffers with the tensors (element size 4) as vec4s.
             #[allow(dead_code)]
@@ -151,6 +162,16 @@ macro_rules! bindings {
     };
 }
 
+/// `true` for a `read` field of [`bindings!`], `false` for an unmarked one.
+macro_rules! read_only {
+    (read) => {
+        true
+    };
+    () => {
+        false
+    };
+}
+
 macro_rules! kernel {
     ($name:literal, $bindings:ident) => {
         kernel!($name, $bindings, SIZES)
@@ -160,6 +181,7 @@ macro_rules! kernel {
             name: $name,
             source: include_str!(concat!("../shaders/", $name, ".wgsl")),
             storage: $bindings::$sizes,
+            read_only: $bindings::READ_ONLY,
             #[cfg(test)]
             names: $bindings::NAMES,
         }
@@ -168,7 +190,7 @@ macro_rules! kernel {
 
 bindings!(
     /// `stats_partial.wgsl`, `stats_partial_rows.wgsl`.
-    StatsPartialBindings { x: 4, partials: 16 }
+    StatsPartialBindings { x: 4 read, partials: 16 }
 );
 bindings!(
     /// `stats_finalize.wgsl`.
@@ -198,7 +220,7 @@ bindings!(
 );
 bindings!(
     /// `backward_partial.wgsl`, `backward_partial_rows.wgsl`.
-    BackwardPartialBindings { x: 4, dy: 4, chan: 16, partials: 16, y: 4 }
+    BackwardPartialBindings { x: 4 read, dy: 4 read, chan: 16, partials: 16, y: 4 read }
 );
 bindings!(
     /// `backward_finalize.wgsl`.

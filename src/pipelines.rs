@@ -58,21 +58,21 @@ impl Kernel {
             },
             count: None,
         }];
-        // Every tensor binding is read_write, also those the kernel only reads: wgpu forbids
-        // one buffer in read-only and read-write storage use within one dispatch, and callers
-        // commonly hand out slices of one pooled buffer.
-        entries.extend(spec.storage.iter().zip(1..).map(|(&size, binding)| {
-            wgpu::BindGroupLayoutEntry {
+        // read_write unless the bindings struct marks the binding `read` (see `bindings!`
+        // in src/kernels.rs for when that is safe).
+        let storage = spec.storage.iter().zip(spec.read_only).zip(1..);
+        entries.extend(storage.map(
+            |((&size, &read_only), binding)| wgpu::BindGroupLayoutEntry {
                 binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    ty: wgpu::BufferBindingType::Storage { read_only },
                     has_dynamic_offset: false,
                     min_binding_size: NonZeroU64::new(size),
                 },
                 count: None,
-            }
-        }));
+            },
+        ));
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(&label),
             entries: &entries,

@@ -97,8 +97,8 @@ fn params_layout_matches_wgsl() {
 
 /// Each kernel's bindings in WGSL are those its bindings struct (and so its bind group
 /// layout and every call site) names: `Params` as the uniform `p` at binding 0, then
-/// read_write storage arrays of the listed names and element sizes at 1, 2, ..., in
-/// group 0, and nothing else.
+/// storage arrays of the listed names, element sizes and accesses (`read` where the struct
+/// marks the field so, else `read_write`) at 1, 2, ..., in group 0, and nothing else.
 #[test]
 fn kernel_bindings_match_their_specs() {
     for spec in ALL_KERNELS {
@@ -125,14 +125,18 @@ fn kernel_bindings_match_their_specs() {
         bound.sort();
         let uniform = format!("{:?}", naga::AddressSpace::Uniform);
         let mut want = vec![(0, "p".to_string(), uniform, None)];
-        let rw = naga::AddressSpace::Storage {
-            access: naga::StorageAccess::LOAD | naga::StorageAccess::STORE,
+        let space = |read_only: bool| {
+            let mut access = naga::StorageAccess::LOAD;
+            access.set(naga::StorageAccess::STORE, !read_only);
+            format!("{:?}", naga::AddressSpace::Storage { access })
         };
-        for (i, (&size, name)) in spec.storage.iter().zip(spec.names).enumerate() {
+        assert_eq!(spec.read_only.len(), spec.storage.len(), "{}", spec.name);
+        let bindings = spec.storage.iter().zip(spec.names).zip(spec.read_only);
+        for (i, ((&size, name), &read_only)) in bindings.enumerate() {
             want.push((
                 i as u32 + 1,
                 name.to_string(),
-                format!("{rw:?}"),
+                space(read_only),
                 Some(size as u32),
             ));
         }
@@ -142,6 +146,39 @@ fn kernel_bindings_match_their_specs() {
             spec.name
         );
     }
+}
+
+/// wgpu rejects a dispatch that binds one buffer both read-only and read-write, and
+/// callers may give slices of one buffer for several tensors: a kernel binds inputs `read`
+/// only where every binding it may write is the crate's own scratch (`partials`, `chan`),
+/// which no caller's buffer can be. The read-only kernels are the partial passes.
+#[test]
+fn read_only_inputs_beside_scratch_only() {
+    const SCRATCH: [&str; 2] = ["partials", "chan"];
+    let mut read_only_kernels = Vec::new();
+    for spec in ALL_KERNELS {
+        if !spec.read_only.contains(&true) {
+            continue;
+        }
+        read_only_kernels.push(spec.name);
+        for (name, &read_only) in spec.names.iter().zip(spec.read_only) {
+            assert!(
+                read_only || SCRATCH.contains(name),
+                "{}: {name} is read_write beside read-only inputs",
+                spec.name
+            );
+        }
+    }
+    read_only_kernels.sort();
+    assert_eq!(
+        read_only_kernels,
+        [
+            "backward_partial",
+            "backward_partial_rows",
+            "stats_partial",
+            "stats_partial_rows"
+        ]
+    );
 }
 
 /// The generated prelude declares every flag once, with its Rust value, and `WG`.
