@@ -157,11 +157,18 @@ impl BatchNorm {
         plan.merge_groups(channels, self.tuning.merge_rows_cap())
     }
 
-    /// Workgroups of a grid-stride elementwise pass over `len` elements.
+    /// Workgroups of a grid-stride elementwise pass over `len` elements: up to
+    /// `Tuning::scalar_per_invocation` elements per invocation, fewer (down to one) where
+    /// more would leave fewer than `Tuning::target_workgroups` workgroups. On an H200, 16
+    /// per invocation made (256, 2048, 7, 7) eval 1.3x faster, and (32, 3, 112, 112)
+    /// channels-last (75,000 invocations) 1.2-1.3x slower (BENCHMARKS.md, "Device runs 15 and 16").
     pub(super) fn elementwise_groups(&self, len: u64) -> usize {
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
-        let per = self.tuning.scalar_per_invocation.max(1) as u64;
-        len.div_ceil(u64::from(WORKGROUP_SIZE) * per).min(max) as usize
+        let wg = u64::from(WORKGROUP_SIZE);
+        let fill = self.tuning.target_workgroups.max(1) as u64 * wg;
+        let most = self.tuning.scalar_per_invocation.max(1) as u64;
+        let per = (len / fill).clamp(1, most);
+        len.div_ceil(wg * per).min(max) as usize
     }
 
     /// Adds to `steps` a dispatch of `kernel` over `groups` workgroups (a 2D grid, x

@@ -10,11 +10,11 @@ use crate::kernels::WORKGROUP_SIZE;
 /// | adapter (`AdapterInfo::device_type`) | setting | why |
 /// |---|---|---|
 /// | `Cpu` (lavapipe, llvmpipe, WARP) | [`Tuning::CPU`]: 256 workgroups | a CPU runs a few workgroups at a time; each costs a shared-memory merge tree, so fewer, longer ones win (BENCHMARKS.md, "Adapter-aware plans") |
-/// | | 16 elements per invocation of the scalar elementwise passes | each invocation's start costs three integer divisions, which a CPU runs one lane at a time: eval 1.27-1.33x faster on lavapipe where the scalar kernels run (7x7 and 33x33 planes) |
+/// | | up to 16 elements per invocation of the scalar elementwise passes (fewer where the grid would fall below 256 workgroups) | each invocation's start costs three integer divisions, which a CPU runs one lane at a time: eval 1.27-1.33x faster on lavapipe where the scalar kernels run (7x7 and 33x33 planes) |
 /// | | merge width 1 (one invocation merges a channel's records in a row) | the tree's barriers cost more than the chain on a CPU: (4096, 256) statistics 0.88x, training 0.90x with a tree of 256 on lavapipe |
 /// | | a partial record per invocation where each gets at least 64 values (`invocation_records`) | lavapipe runs a kernel with barriers as coroutines whose locals live in memory; without the shared-memory merge the statistics took 1.5-2.2x less time, the training forward 1.3-2.1x, the backward 1.2-1.6x (BENCHMARKS.md, "Partial passes without a barrier") |
 /// | every other (discrete, integrated, virtual GPUs) | [`Tuning::GPU`]: 2048 workgroups | enough loads in flight to approach memory bandwidth on a large GPU (about 16 per H100 SM) |
-/// | | 1 element per invocation of the scalar elementwise passes | as before the setting existed; other counts not yet timed on a GPU |
+/// | | up to 16 elements per invocation of the scalar elementwise passes, fewer where the grid would fall below 2048 workgroups | (256, 2048, 7, 7) eval 0.119 -> 0.091 ms on an H200; where 16 would leave a small grid ((32, 3, 112, 112) channels-last: 75,000 invocations) it was 1.2-1.3x slower than 1, so the grid keeps its 2048 workgroups (BENCHMARKS.md, "Device runs 15 and 16") |
 /// | | merge width 256 (a tree of up to 256 invocations per channel) | one invocation merging 256 records in a row cost about 75 us of a 0.24 ms training forward on an H100 (BENCHMARKS.md, "the merges as trees") |
 /// | | a partial record per workgroup (`invocation_records` 0) | a GPU merges its workgroup in shared memory at little cost; a record per invocation would write 16 bytes for every 64 values read, and merge them after (not timed on a GPU) |
 ///
@@ -35,9 +35,10 @@ pub struct Tuning {
     /// `backward_dx_vec4.wgsl`): the grid is the tensor's vec4s over this, so that an
     /// invocation that keeps its channels reads their coefficients once for this many.
     pub vec4_per_invocation: usize,
-    /// Elements each invocation of the scalar elementwise passes handles (`normalize.wgsl`,
-    /// `backward_dx.wgsl`, taken where the vec4 ones cannot be: e.g. 7x7 planes): the grid
-    /// is the tensor's elements over this. Each invocation finds its first element's
+    /// Most elements each invocation of the scalar elementwise passes handles
+    /// (`normalize.wgsl`, `backward_dx.wgsl`, taken where the vec4 ones cannot be: e.g. 7x7
+    /// planes): the grid is the tensor's elements over this, or over fewer where that would
+    /// leave fewer than `target_workgroups` workgroups. Each invocation finds its first element's
     /// channel with three integer divisions and walks on with additions, so more elements
     /// per invocation spread that cost.
     pub scalar_per_invocation: usize,
@@ -59,7 +60,7 @@ impl Tuning {
     pub const GPU: Self = Self {
         target_workgroups: 2048,
         vec4_per_invocation: 4,
-        scalar_per_invocation: 1,
+        scalar_per_invocation: 16,
         merge_width: 256,
         invocation_records: 0,
     };

@@ -27,3 +27,4 @@ mod reliability;
 mod statistics;
 mod sync_backward;
 mod sync_layer;
+mod tuning;

@@ -296,7 +296,7 @@ fn each_path_dispatches_its_kernels() {
 }
 
 /// The dispatches of a training backward of `shape` (recording nothing).
-fn backward_dispatches(bn: &BatchNorm, shape: &TensorShape) -> Vec<Dispatch> {
+pub(crate) fn backward_dispatches(bn: &BatchNorm, shape: &TensorShape) -> Vec<Dispatch> {
     let gpu = gpu();
     let (n, c) = (shape.numel(), shape.channels());
     let t = TrainBufs::new(&gpu.device, shape);
@@ -321,59 +321,4 @@ fn backward_dispatches(bn: &BatchNorm, shape: &TensorShape) -> Vec<Dispatch> {
         running: None,
     };
     bn.backward_dispatches(Mode::Train, shape, &bufs).unwrap()
-}
-
-/// The partial passes write a record per invocation (no shared-memory merge, so no barrier)
-/// where the tuning asks for it and each invocation gets that many of its channel's
-/// elements (`Tuning::invocation_records`), and a record per workgroup otherwise, in the
-/// training forward and the backward alike; nothing else changes with it.
-#[test]
-fn partial_records_follow_the_tuning() {
-    let gpu = gpu();
-    let (cpu, gpu_tuning) = (Tuning::CPU, Tuning::GPU);
-    assert!(cpu.invocation_records > 0 && gpu_tuning.invocation_records == 0);
-    let cases: [(&[usize], Layout, Tuning, Option<&str>); 5] = [
-        // 65,536 values per channel: 256 for each of a workgroup's invocations at most.
-        (
-            &[16, 4, 64, 64],
-            Layout::ChannelsFirst,
-            cpu,
-            Some("partial"),
-        ),
-        (&[16, 4, 64, 64], Layout::ChannelsFirst, gpu_tuning, None),
-        // Two channels in rows of 128 invocations, 131,072 values each.
-        (
-            &[131072, 2],
-            Layout::ChannelsFirst,
-            cpu,
-            Some("partial_rows"),
-        ),
-        // Too few values per invocation: 256 per channel, 16 rows.
-        (&[4, 8, 8, 16], Layout::ChannelsLast, cpu, None),
-        (&[4, 16, 32, 32], Layout::ChannelsFirst, cpu, None),
-    ];
-    for (dims, layout, tuning, want) in cases {
-        let shape = TensorShape::new(dims, layout).unwrap();
-        let config = BatchNormConfig::new(shape.channels());
-        let bn = BatchNorm::new(&gpu.device, config)
-            .unwrap()
-            .with_tuning(tuning);
-        let bufs = TrainBufs::new(&gpu.device, &shape);
-        let forward = bn
-            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
-            .unwrap();
-        let records = |dispatches: &[Dispatch]| -> Vec<&str> {
-            dispatches
-                .iter()
-                .filter(|d| d.invocation_records)
-                .map(|d| d.kernel)
-                .collect()
-        };
-        let case = format!("{dims:?} {layout:?} {tuning:?}");
-        let want_forward: Vec<String> = want.iter().map(|k| format!("stats_{k}")).collect();
-        assert_eq!(records(&forward), want_forward, "{case} forward");
-        let backward = backward_dispatches(&bn, &shape);
-        let want_backward: Vec<String> = want.iter().map(|k| format!("backward_{k}")).collect();
-        assert_eq!(records(&backward), want_backward, "{case} backward");
-    }
 }
