@@ -91,14 +91,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut failures = Vec::new();
     println!(
-        "  relative loss differences; horizon: steps before PyTorch's float32 loss leaves its float64 loss by {:.0e}; bound there {:.0e}",
+        "  relative loss differences; horizon: steps before a float32 loss leaves the float64 loss by {:.0e}, PyTorch's and ours \
+         (ours at least {} of PyTorch's); bound within both {:.0e}",
         pytorch::HORIZON,
+        pytorch::HORIZON_FRACTION,
         pytorch::TOLERANCE
     );
     println!(
-        "  {:<14} {:>7} {:>20} {:>14} {:>17} {:>14}",
+        "  {:<14} {:>7} {:>7} {:>20} {:>14} {:>17} {:>14}",
         "config",
         "horizon",
+        "ours",
         "vs PyTorch f32 there",
         "ours vs f64",
         "PyTorch f32 vs f64",
@@ -107,9 +110,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for a in pytorch::check(&setup)? {
         let name = a.config.name();
         println!(
-            "  {name:<14} {:>7} {:>20.1e} {:>14.1e} {:>17.1e} {:>14}",
-            a.horizon, a.within_horizon, a.ours_vs_f64, a.pytorch_vs_f64, a.deterministic
+            "  {name:<14} {:>7} {:>7} {:>20.1e} {:>14.1e} {:>17.1e} {:>14}",
+            a.horizon,
+            a.ours_horizon,
+            a.within_horizon,
+            a.ours_vs_f64,
+            a.pytorch_vs_f64,
+            a.deterministic
         );
+        if (a.ours_horizon as f64) < pytorch::HORIZON_FRACTION * a.horizon as f64 {
+            failures.push(format!(
+                "{name}: our float32 loss leaves the float64 loss at step {}, before {} of \
+                 PyTorch's float32 horizon ({} steps)",
+                a.ours_horizon,
+                pytorch::HORIZON_FRACTION,
+                a.horizon
+            ));
+        }
         if a.within_horizon.is_nan() || a.within_horizon > pytorch::TOLERANCE {
             failures.push(format!(
                 "{name}: loss departs from PyTorch's within the horizon"

@@ -14,19 +14,27 @@ pub const STEPS: usize = 100;
 const EPOCHS: usize = STEPS / STEPS_PER_EPOCH;
 /// Largest relative difference allowed between a step's loss here and PyTorch's float32
 /// loss, within the steps that float32 training can be followed at all: those before
-/// PyTorch's own float32 run leaves its float64 run by more than [`HORIZON`]. Beyond it, rounding differences (1e-7 relative per operation, summed in a
-/// different order here and in PyTorch) have grown into different trajectories: with batch
-/// norm at learning rates 0.01 and 0.1, PyTorch's float32 and float64 runs differ by 10-15%
-/// from step 40-50 on, and no float32 implementation can be expected to follow another
-/// there. Within the horizon two float32 runs sit on either side of the float64 run, so
-/// their difference is up to twice each one's own (1.3e-4 measured with batch norm at
-/// learning rate 1.0, where PyTorch's float32 run is 4e-5 from float64); 1e-3 is about 8x
-/// the largest difference measured, and a wrong gradient or convention would move the loss
-/// by more within the horizon's 40 to 100 steps.
+/// either float32 run (PyTorch's or ours) leaves the float64 run by more than [`HORIZON`].
+/// Beyond that, rounding differences (1e-7 relative per operation, summed in a different
+/// order here and in PyTorch) have grown into different trajectories: with batch norm at
+/// learning rates 0.01 and 0.1, PyTorch's float32 and float64 runs differ by 10-15% from
+/// step 40-50 on, and no float32 implementation can be expected to follow another there.
+/// Within the horizon two float32 runs sit on either side of the float64 run, so their
+/// difference is up to twice each one's own; 1e-3 is about 8x the largest difference
+/// measured (1.3e-4).
 pub const TOLERANCE: f64 = 1e-3;
-/// The relative difference between PyTorch's float32 and float64 losses that ends the
-/// steps compared with [`TOLERANCE`] (the "horizon").
+/// The relative difference from the float64 loss that ends a float32 run's "horizon": the
+/// steps before it, PyTorch's and ours each.
 pub const HORIZON: f64 = 1e-4;
+/// Our float32 run must follow the float64 run (within [`HORIZON`]) for at least this
+/// fraction of the steps that PyTorch's float32 run does. Where a float32 run leaves the
+/// float64 run is a matter of rounding luck once training is sensitive enough (a
+/// pre-activation that crosses ReLU's kink on one side and not the other moves the loss by
+/// 1e-4 in one step): with batch norm, PyTorch's float32 run leaves at steps 47, 39 and
+/// never (learning rates 0.01, 0.1, 1.0), ours at 53, 43 and never with one grouping of the
+/// statistics' sums and at 56, 30 and 73 with another, each step of each run within 1e-6
+/// of float64 before it leaves. A wrong gradient or convention leaves within a few steps.
+pub const HORIZON_FRACTION: f64 = 0.5;
 
 /// Where the committed files are.
 pub fn dir() -> &'static Path {
@@ -114,7 +122,9 @@ pub struct Agreement {
     /// Steps before PyTorch's float32 loss leaves its float64 loss by more than
     /// [`HORIZON`] (at most [`STEPS`]).
     pub horizon: usize,
-    /// Largest relative difference from PyTorch's float32 loss within the horizon.
+    /// The same for our loss.
+    pub ours_horizon: usize,
+    /// Largest relative difference from PyTorch's float32 loss within both horizons.
     pub within_horizon: f64,
     /// Largest relative difference from the float64 loss over all steps, here and in
     /// PyTorch's float32 run: how far the float32 trajectories drift.
@@ -199,16 +209,21 @@ pub fn check(setup: &Setup) -> Result<Vec<Agreement>, Box<dyn std::error::Error>
             .zip(&second)
             .all(|(a, b)| a.to_bits() == b.to_bits());
         let ours: Vec<f64> = first.iter().map(|&l| l as f64).collect();
-        let horizon = (0..STEPS)
-            .find(|&s| {
-                let d = max_relative(&f32s[s..=s], &f64s[s..=s]);
-                d.is_nan() || d > HORIZON
-            })
-            .unwrap_or(STEPS);
+        let horizon_of = |run: &[f64]| {
+            (0..STEPS)
+                .find(|&s| {
+                    let d = max_relative(&run[s..=s], &f64s[s..=s]);
+                    d.is_nan() || d > HORIZON
+                })
+                .unwrap_or(STEPS)
+        };
+        let (horizon, ours_horizon) = (horizon_of(&f32s), horizon_of(&ours));
+        let both = horizon.min(ours_horizon);
         out.push(Agreement {
             config,
             horizon,
-            within_horizon: max_relative(&ours[..horizon], &f32s[..horizon]),
+            ours_horizon,
+            within_horizon: max_relative(&ours[..both], &f32s[..both]),
             ours_vs_f64: max_relative(&ours, &f64s),
             pytorch_vs_f64: max_relative(&f32s, &f64s),
             deterministic,
