@@ -221,8 +221,8 @@ impl BatchNorm {
             let prep = &p.backward_prep;
             self.dispatch(&mut steps, prep, &global, &bindings.slices(), per_channel);
         }
-        // One pass per channel (sums, gradients, dx) where each channel is one chunk of one
-        // piece and not the innermost axis; see `backward_fused.wgsl`.
+        // One pass per channel (sums, gradients, dx) on the one-pass paths (`KernelPath`):
+        // see `backward_fused.wgsl` and `backward_thin.wgsl`.
         if let Some((kernel, piece, groups)) = plan
             .one_pass(&p.backward_fused, &p.backward_thin, shape.channels())
             .filter(|_| whole)

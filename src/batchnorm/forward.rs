@@ -151,8 +151,8 @@ impl BatchNorm {
         let empty = plan.pieces.is_empty();
 
         let mut steps = Vec::new();
-        // One pass per channel (statistics, coefficients and y) where each channel is one
-        // chunk of one piece and not the innermost axis; see `forward_fused.wgsl`.
+        // One pass per channel (statistics, coefficients and y) on the one-pass paths
+        // (`KernelPath`): see `forward_fused.wgsl` and `forward_thin.wgsl`.
         let fused = match (
             plan.one_pass(&p.forward_fused, &p.forward_thin, shape.channels()),
             saved,
