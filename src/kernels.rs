@@ -131,7 +131,7 @@ pub(crate) struct KernelSpec {
 /// A field marked `read` (`x: 4 read`) is bound read-only: `var<storage, read>` in the WGSL
 /// and a read-only storage entry in the layout, which lets a driver read it through its
 /// non-coherent cache (on an H200 the statistics alone took 7-9% less time, BENCHMARKS.md,
-/// "Read-only bindings"). wgpu rejects one buffer bound read-only and read-write in one
+/// "read-only inputs"). wgpu rejects one buffer bound read-only and read-write in one
 /// dispatch, and callers may hand out slices of one pooled buffer, so only kernels that
 /// write nothing but the crate's own scratch (`partials`, `chan`) mark their inputs `read`
 /// (checked by `read_only_inputs_beside_scratch_only` in src/kernels/contract.rs).

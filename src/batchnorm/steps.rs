@@ -161,7 +161,8 @@ impl BatchNorm {
     /// `Tuning::scalar_per_invocation` elements per invocation, fewer (down to one) where
     /// more would leave fewer than `Tuning::target_workgroups` workgroups. On an H200, 16
     /// per invocation made (256, 2048, 7, 7) eval 1.3x faster, and (32, 3, 112, 112)
-    /// channels-last (75,000 invocations) 1.2-1.3x slower (BENCHMARKS.md, "Device runs 15 and 16").
+    /// channels-last (75,000 invocations) 1.2-1.3x slower (BENCHMARKS.md, "device runs 15
+    /// and 16").
     pub(super) fn elementwise_groups(&self, len: u64) -> usize {
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
         let wg = u64::from(WORKGROUP_SIZE);
