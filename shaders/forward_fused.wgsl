@@ -40,7 +40,7 @@ fn main(
             let v1 = f32(x[i.y]);
             let v2 = f32(x[i.z]);
             let v3 = f32(x[i.w]);
-            sh = shifted_push(shifted_push(shifted_push(shifted_push(sh, v0), v1), v2), v3);
+            sh = shifted_push4(sh, vec4<f32>(v0, v1, v2, v3));
         }
         for (; k < p.count; k = k + WG) {
             sh = shifted_push(sh, f32(x[walk_index(walk, c)]));

@@ -48,7 +48,7 @@ fn main(
                 let v1 = f32(x[i + s]);
                 let v2 = f32(x[i + 2u * s]);
                 let v3 = f32(x[i + 3u * s]);
-                sh = shifted_push(shifted_push(shifted_push(shifted_push(sh, v0), v1), v2), v3);
+                sh = shifted_push4(sh, vec4<f32>(v0, v1, v2, v3));
             }
             for (; k < end; k = k + rows) {
                 sh = shifted_push(sh, f32(x[k * p.channels + c - p.base]));
