@@ -320,6 +320,8 @@ pub(crate) fn module_source(kernel: &KernelSpec, subgroups: bool, f16: bool) -> 
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod loops;
 mod specialization;
 #[cfg(test)]
 mod translate;

@@ -7,6 +7,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::kernels::*;
 
+/// wgpu's shader runtime checks, all on (bounds, integer division) but loop bounding: wgpu
+/// would add a counter to every loop in case it never ends, which cost up to 13% of a
+/// backward pass on an H200 (BENCHMARKS.md, "wgpu's loop bounding"); the kernels' loops
+/// all end (`kernels::loops`).
+const RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+    force_loop_bounding: false,
+    ..wgpu::ShaderRuntimeChecks::checked()
+};
+
 /// A kernel's pipeline and bind group layout.
 #[derive(Debug)]
 pub(crate) struct Kernel {
@@ -44,10 +53,14 @@ impl Kernel {
     ) -> Self {
         PIPELINES_BUILT.fetch_add(1, Ordering::Relaxed);
         let label = format!("wgpu-batchnorm.{}", spec.name);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(module_source(spec, subgroups, f16).into()),
-        });
+        };
+        // SAFETY: RUNTIME_CHECKS turns off only wgpu's loop bounding, whose contract is that
+        // no loop of the module is infinite: `kernels::loops` checks every loop of every
+        // kernel against forms that end for any parameters the host writes.
+        let module = unsafe { device.create_shader_module_trusted(desc, RUNTIME_CHECKS) };
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
