@@ -69,7 +69,6 @@ fn main(
             let f = forward_channel(record_welford(welford_record(r)), g, b);
             save_mean[c] = f.mean;
             save_invstd[c] = f.invstd;
-            chan[c] = f.coeffs;
             chan[p.channels + c] = f.stats;
             coeffs = f.coeffs;
         }

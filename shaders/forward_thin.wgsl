@@ -5,7 +5,8 @@
 // `stats_finalize.wgsl` does (`forward_channel`), and writes y as `normalize.wgsl` does,
 // re-reading its few values. No workgroup reduction: a workgroup serves 256 channels, where
 // `forward_fused.wgsl` would spend a whole workgroup on a channel of a few values.
-// Same bindings as `forward_fused.wgsl`; writes chan[C + c] for `running_update.wgsl`.
+// Same bindings as `forward_fused.wgsl`; writes chan[C + c] for `running_update.wgsl` (and
+// not chan[c]: the coefficients stay in registers).
 // CPU twin: `reference::batch_stats` and `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -49,7 +50,6 @@ fn main(
         let f = forward_channel(record_welford(welford_record(w)), g, b);
         save_mean[c] = f.mean;
         save_invstd[c] = f.invstd;
-        chan[c] = f.coeffs;
         chan[p.channels + c] = f.stats;
         walk = walk_from(0u, 1u);
         k = 0u;
