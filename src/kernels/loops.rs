@@ -40,15 +40,23 @@ const POSITIVE_STEPS: &[&str] = &[
     "4u * rows",
 ];
 
-/// The `for (init; condition; update)` headers of `source`.
-fn for_headers(source: &str) -> Vec<(String, String, String)> {
+/// `source` without its `//` comments, line for line.
+fn code_of(source: &str) -> String {
+    let lines: Vec<&str> = source
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect();
+    lines.join("\n")
+}
+
+/// The `for (init; condition; update)` headers of `code` (comments stripped).
+fn for_headers(code: &str) -> Vec<(String, String, String)> {
     let mut found = Vec::new();
-    for line in source.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let Some(start) = code.find("for (") else {
+    for line in code.lines() {
+        let Some(start) = line.find("for (") else {
             continue;
         };
-        let header = &code[start + "for (".len()..];
+        let header = &line[start + "for (".len()..];
         let header = header.rsplit_once(')').map_or(header, |(h, _)| h);
         let parts: Vec<&str> = header.split(';').map(str::trim).collect();
         assert_eq!(parts.len(), 3, "a `for` header on one line: {line}");
@@ -81,8 +89,8 @@ fn every_kernel_loop_ends() {
     let mut loops = 0;
     for spec in ALL_KERNELS {
         for subgroups in [false, true] {
-            let source = module_source(&spec, subgroups, false);
-            for (init, condition, update) in for_headers(&source) {
+            let code = code_of(&module_source(&spec, subgroups, false));
+            for (init, condition, update) in for_headers(&code) {
                 assert!(
                     ends(&init, &condition, &update).is_some(),
                     "{} (subgroups {subgroups}): no reason this loop ends: \
@@ -92,11 +100,6 @@ fn every_kernel_loop_ends() {
                 loops += 1;
             }
             for word in ["loop {", "while "] {
-                let code: String = source
-                    .lines()
-                    .map(|l| l.split("//").next().unwrap_or(""))
-                    .collect::<Vec<_>>()
-                    .join("\n");
                 assert!(
                     !code.contains(word),
                     "{}: a `{word}` loop; only `for` loops of the forms above are checked",
