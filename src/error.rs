@@ -237,6 +237,24 @@ pub enum BatchNormError {
         "f16 tensors need a device created with Features::SHADER_F16 (this adapter may not have it; GL never does)"
     )]
     F16Unavailable,
+    /// A [`DispatchProfiler`](crate::DispatchProfiler) was requested on a device without
+    /// `Features::TIMESTAMP_QUERY`.
+    #[error("a dispatch profiler needs a device created with Features::TIMESTAMP_QUERY")]
+    TimestampsUnavailable,
+    /// A profiled call has more dispatches than its
+    /// [`DispatchProfiler`](crate::DispatchProfiler) has room left for; nothing was
+    /// recorded. Read the profiler (which empties it) or give it a larger capacity.
+    #[error(
+        "the dispatch profiler holds {capacity} dispatches, {pending} are waiting to be read and the call has {needed}"
+    )]
+    ProfilerFull {
+        /// The profiler's capacity in dispatches.
+        capacity: u32,
+        /// Dispatches recorded since its last reading.
+        pending: usize,
+        /// The call's dispatches.
+        needed: usize,
+    },
     /// Subgroup kernels were requested on a device without `Features::SUBGROUP`.
     #[error("subgroup kernels need a device created with Features::SUBGROUP")]
     SubgroupsUnavailable,

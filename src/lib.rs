@@ -44,6 +44,7 @@ mod kernels;
 mod layer;
 mod limits;
 mod pipelines;
+mod profiler;
 pub mod reference;
 mod shape;
 mod stats;
@@ -71,6 +72,7 @@ pub use layer::{
 };
 pub use limits::minimum_limits;
 pub use pipelines::pipelines_built;
+pub use profiler::{DispatchProfiler, DispatchTime, MAX_PROFILED_DISPATCHES};
 pub use shape::{Layout, MAX_ELEMENTS, TensorShape};
 pub use stats::ChannelStats;
 pub use sums::BackwardSums;

@@ -49,8 +49,7 @@ impl BatchNorm {
         let steps = scoped(&self.device, || {
             self.backward_steps(Mode::Train, shape, &whole, Part::Reduce(sums))
         })?;
-        self.record(encoder, "backward-reduce", &steps);
-        Ok(())
+        self.record(encoder, "backward-reduce", &steps)
     }
 
     /// Records the second part of a synchronized batch norm's backward (PyTorch's
@@ -77,8 +76,7 @@ impl BatchNorm {
         let steps = scoped(&self.device, || {
             self.backward_steps(Mode::Train, shape, bufs, Part::Apply { sums, count })
         })?;
-        self.record(encoder, "backward-apply", &steps);
-        Ok(())
+        self.record(encoder, "backward-apply", &steps)
     }
 
     /// The dispatches of a backward or of one of its parts, every bind group created.

@@ -18,6 +18,7 @@ use crate::kernels::{
     Specialization, WORKGROUP_SIZE,
 };
 use crate::pipelines::{Kernel, Pipelines};
+use crate::profiler::DispatchProfiler;
 use crate::shape::TensorShape;
 
 mod args;
@@ -27,6 +28,7 @@ mod forward;
 mod kernel_set;
 mod path;
 mod plan;
+mod recording;
 mod steps;
 mod tuning;
 mod vector;
@@ -72,6 +74,8 @@ pub struct BatchNorm {
     /// Pipelines, scratch and parameter buffers, shared with every layer of the same
     /// device, element type and reduction.
     set: std::sync::Arc<KernelSet>,
+    /// Where calls write a timestamp pair per dispatch (see [`BatchNorm::with_profiler`]).
+    profiler: Option<std::sync::Arc<DispatchProfiler>>,
 }
 
 impl std::fmt::Debug for BatchNorm {
@@ -121,6 +125,7 @@ impl BatchNorm {
             label: "wgpu-batchnorm".to_string(),
             tuning: Tuning::for_adapter(&device.adapter_info()),
             set,
+            profiler: None,
         })
     }
 
@@ -158,9 +163,12 @@ impl BatchNorm {
         &self.label
     }
 
-    /// Records `steps` in one compute pass named `{label}.{what}`.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder, what: &str, steps: &[Step<'_>]) {
-        record(encoder, &format!("{}.{what}", self.label), steps);
+    /// This layer, timing each dispatch of its calls with `profiler` (one compute pass and
+    /// a timestamp pair per dispatch; see [`DispatchProfiler`]). A call on a device other
+    /// than the profiler's, or one whose dispatches do not fit in it, returns an error.
+    pub fn with_profiler(mut self, profiler: std::sync::Arc<DispatchProfiler>) -> Self {
+        self.profiler = Some(profiler);
+        self
     }
 
     /// The kernel path a forward of `shape` in `mode` takes (with batch statistics computed
@@ -226,8 +234,7 @@ impl BatchNorm {
         bufs: &ForwardBuffers<'_>,
     ) -> Result<()> {
         let steps = scoped(&self.device, || self.forward_steps(mode, shape, bufs, None))?;
-        self.record(encoder, "forward", &steps);
-        Ok(())
+        self.record(encoder, "forward", &steps)
     }
 
     /// The dispatches [`BatchNorm::forward`] would record for these arguments, in order,
@@ -274,8 +281,7 @@ impl BatchNorm {
         let steps = scoped(&self.device, || {
             self.forward_steps(Mode::Train, shape, bufs, Some(stats))
         })?;
-        self.record(encoder, "forward-with-statistics", &steps);
-        Ok(())
+        self.record(encoder, "forward-with-statistics", &steps)
     }
 
     /// Records a statistics-only pass: per-channel (count, mean, variance) of `x` into `out`
@@ -315,8 +321,7 @@ impl BatchNorm {
             self.dispatch(&mut steps, merge, &global, &bindings.slices(), groups);
             Ok(steps)
         })?;
-        self.record(encoder, "statistics", &steps);
-        Ok(())
+        self.record(encoder, "statistics", &steps)
     }
 
     /// Records the per-channel merge (Chan's formula, `a` first) of two statistics buffers
@@ -346,8 +351,7 @@ impl BatchNorm {
             self.dispatch(&mut steps, merge, &params, &bindings, groups);
             Ok(steps)
         })?;
-        self.record(encoder, "merge-statistics", &steps);
-        Ok(())
+        self.record(encoder, "merge-statistics", &steps)
     }
 
     pub(super) fn check_channels(&self, shape: &TensorShape) -> Result<()> {
@@ -373,7 +377,6 @@ impl BatchNorm {
         let steps = scoped(&self.device, || {
             self.backward_steps(mode, shape, bufs, backward::Part::Whole)
         })?;
-        self.record(encoder, "backward", &steps);
-        Ok(())
+        self.record(encoder, "backward", &steps)
     }
 }

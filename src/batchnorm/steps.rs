@@ -236,6 +236,15 @@ impl Step<'_> {
             invocation_records: self.kernel.special.invocation_records,
         }
     }
+
+    /// Records this step's dispatch into `pass`, in a debug group named by its kernel.
+    pub(super) fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.push_debug_group(self.kernel.name);
+        pass.set_pipeline(&self.kernel.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+        pass.pop_debug_group();
+    }
 }
 
 /// One dispatch a call records, as data: its kernel (the file name in `shaders/` without
@@ -249,23 +258,6 @@ pub struct Dispatch {
     /// Whether this partial pass writes a record per invocation, with no shared-memory
     /// merge and no barrier, rather than one per workgroup ([`Tuning::invocation_records`]).
     pub invocation_records: bool,
-}
-
-/// Records `steps` in order into one compute pass labelled `label`, each dispatch in a
-/// debug group named by its kernel, so a GPU capture or profiler shows which layer ran which
-/// kernel. Called only once every step exists, so a call that fails records nothing.
-pub(super) fn record(encoder: &mut wgpu::CommandEncoder, label: &str, steps: &[Step<'_>]) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(label),
-        timestamp_writes: None,
-    });
-    for step in steps {
-        pass.push_debug_group(step.kernel.name);
-        pass.set_pipeline(&step.kernel.pipeline);
-        pass.set_bind_group(0, &step.bind_group, &[]);
-        pass.dispatch_workgroups(step.grid.0, step.grid.1, 1);
-        pass.pop_debug_group();
-    }
 }
 
 /// Scratch buffers of one call and the bytes it uses of each.

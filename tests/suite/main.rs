@@ -20,6 +20,7 @@ mod limits;
 mod non_finite;
 mod paths;
 mod population;
+mod profiler;
 mod properties;
 mod pytorch;
 mod recording;

@@ -111,3 +111,61 @@ fn a_failed_call_leaves_the_encoder_clean() {
         .unwrap();
     dev.queue.submit([encoder.finish()]);
 }
+
+/// A dispatch profiler needs timestamp queries and a capacity it can hold; a profiled call
+/// on another device, or one that does not fit, is refused and records nothing (the
+/// encoder submits clean, checked by `Dev`'s drop), and the profiler stays usable.
+#[test]
+fn dispatch_profiler_refusals() {
+    let bare = Dev::new(|_| {}, wgpu::Features::empty());
+    let e = DispatchProfiler::new(&bare.device, 8).unwrap_err();
+    assert!(matches!(e, BatchNormError::TimestampsUnavailable), "{e}");
+
+    let dev = Dev::plain();
+    if !dev
+        .device
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        panic!("the test adapter has no TIMESTAMP_QUERY: this test needs it");
+    }
+    for capacity in [0, MAX_PROFILED_DISPATCHES + 1] {
+        let e = DispatchProfiler::new(&dev.device, capacity).unwrap_err();
+        assert!(matches!(e, BatchNormError::InvalidConfig(_)), "{e}");
+    }
+    let c = 3;
+    let shape = TensorShape::channels_first(&[2, c, 4]).unwrap();
+    let b = TrainBufs::new(&dev.device, &shape);
+    let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(c)).unwrap();
+    let needed = bn
+        .forward_dispatches(Mode::Train, &shape, &b.forward())
+        .unwrap()
+        .len();
+    assert!(needed >= 2, "the call must not fit a profiler of 1");
+
+    let small = Arc::new(DispatchProfiler::new(&dev.device, 1).unwrap());
+    let other = Dev::plain();
+    let foreign = Arc::new(DispatchProfiler::new(&other.device, 64).unwrap());
+    let mut encoder = dev.device.create_command_encoder(&Default::default());
+    let e = BatchNorm::new(&dev.device, BatchNormConfig::new(c))
+        .unwrap()
+        .with_profiler(small.clone())
+        .forward(&mut encoder, Mode::Train, &shape, &b.forward())
+        .unwrap_err();
+    assert!(
+        matches!(e, BatchNormError::ProfilerFull { capacity: 1, pending: 0, needed: n } if n == needed),
+        "{e}"
+    );
+    assert_eq!(small.pending(), 0, "a refused call reserves nothing");
+    let e = BatchNorm::new(&dev.device, BatchNormConfig::new(c))
+        .unwrap()
+        .with_profiler(foreign.clone())
+        .forward(&mut encoder, Mode::Train, &shape, &b.forward())
+        .unwrap_err();
+    assert!(matches!(e, BatchNormError::InvalidConfig(_)), "{e}");
+    assert_eq!(foreign.pending(), 0, "a refused call reserves nothing");
+    bn.forward(&mut encoder, Mode::Train, &shape, &b.forward())
+        .unwrap();
+    dev.queue.submit([encoder.finish()]);
+    assert!(small.read(&dev.queue).unwrap().is_empty());
+}

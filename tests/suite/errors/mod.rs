@@ -7,7 +7,8 @@ use crate::common::*;
 use wgpu::util::DeviceExt;
 use wgpu_batchnorm::{
     AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, BatchNormError,
-    ForwardBuffers, HostRunningStats, Layout, Mode, Reduction, SavedStats, TensorShape,
+    DispatchProfiler, ForwardBuffers, HostRunningStats, Layout, MAX_PROFILED_DISPATCHES, Mode,
+    Reduction, SavedStats, TensorShape,
 };
 
 mod buffers;
