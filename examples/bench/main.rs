@@ -21,8 +21,11 @@
 //! Inputs rotate over enough sets that their bytes together exceed 256 MiB, so a tensor
 //! smaller than the L2 cache is not timed from the cache.
 //!
+//! With `--per-dispatch`, each pass is recorded again by a batch norm with a
+//! `DispatchProfiler` and each of its dispatches' median time printed under the pass.
+//!
 //! Files: `cases.rs` (the suites), `options.rs` (the command line), `timer.rs` (timestamps,
-//! warm-up, medians), `report.rs` (JSON).
+//! warm-up, medians), `dispatches.rs` (`--per-dispatch`), `report.rs` (JSON).
 //!
 //! Byte counts (B = the tensor's bytes): training forward 3B (read for statistics, read
 //! again and write y), eval 2B, backward 5B (read x and dy for the sums, read them again
@@ -35,20 +38,22 @@
 mod common;
 
 mod cases;
+mod dispatches;
 mod options;
 mod report;
 mod timer;
 
 use cases::{Case, FULL, Known, QUICK, shape_of};
 use common::normal;
+use dispatches::{CAPACITY, DispatchMedian, dispatch_medians};
 use options::parse_args;
 use report::to_json;
 use timer::{Timer, WARM_UP, WARM_UP_FIRST};
 
 use rand::{SeedableRng, rngs::StdRng};
 use wgpu_batchnorm::{
-    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, ForwardBuffers,
-    HeadlessGpu, Mode, RunningStats, SavedStats, Tuning,
+    AffineGrads, AffineParams, BackwardBuffers, BatchNorm, BatchNormConfig, DispatchProfiler,
+    ForwardBuffers, HeadlessGpu, Mode, RunningStats, SavedStats, Tuning,
 };
 
 const PASSES: [(&str, u64); 3] = [("fwd-train", 3), ("fwd-eval", 2), ("backward", 5)];
@@ -99,6 +104,8 @@ struct Row {
     bytes: u64,
     ms: f64,
     stream_ms: f64,
+    /// With `--per-dispatch`: each dispatch's median time.
+    dispatches: Vec<DispatchMedian>,
 }
 
 impl Row {
@@ -176,6 +183,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cache: None,
         });
     let timer = Timer::new(&gpu, opts.host_clock);
+    let profiler = match opts.per_dispatch {
+        true => Some(std::sync::Arc::new(DispatchProfiler::new(
+            &gpu.device,
+            CAPACITY,
+        )?)),
+        false => None,
+    };
     println!("protocol: {}", timer.protocol(&opts));
     let mut rows = Vec::new();
     for case in &suite {
@@ -202,6 +216,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The tuning printed above, overrides included.
         let bn = BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(c), opts.reduction)?
             .with_tuning(tuning);
+        let profiled = match &profiler {
+            Some(p) => Some(
+                BatchNorm::with_reduction(&gpu.device, BatchNormConfig::new(c), opts.reduction)?
+                    .with_tuning(tuning)
+                    .with_profiler(p.clone()),
+            ),
+            None => None,
+        };
         let running = || RunningStats {
             mean: rmean.slice(..),
             var: rvar.slice(..),
@@ -247,7 +269,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         let passes = PASSES.iter().chain(opts.stats.then_some(&STATS_PASS));
         for &(pass, times) in passes {
-            let ms = timer.median_ms(&opts, WARM_UP, sets, |encoder, s| {
+            let record = |bn: &BatchNorm, encoder: &mut wgpu::CommandEncoder, s: usize| {
                 let result = match pass {
                     "fwd-train" | "fwd-eval" => {
                         let mode = if pass == "fwd-train" {
@@ -294,7 +316,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ),
                 };
                 result.expect("recording a benchmark pass");
-            })?;
+            };
+            let ms = timer.median_ms(&opts, WARM_UP, sets, |encoder, s| record(&bn, encoder, s))?;
+            let dispatches = match (&profiler, &profiled) {
+                (Some(p), Some(pbn)) => {
+                    dispatch_medians(&gpu, p, opts.reps, sets, |e, s| record(pbn, e, s))?
+                }
+                _ => Vec::new(),
+            };
             let row = Row {
                 dims: case.dims.clone(),
                 layout: case.layout,
@@ -303,6 +332,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bytes: times * bytes,
                 ms,
                 stream_ms,
+                dispatches,
             };
             println!(
                 "{:>20} {:<4} {:<9} {:>9.4} ms {:>7.1} GB/s {:>5.1}% of stream ({:.1} GB/s)",
@@ -314,6 +344,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 100.0 * row.of_stream(),
                 row.stream_gbps(),
             );
+            for d in &row.dispatches {
+                println!(
+                    "{:>20} {:<4} {:<9}   {:<24} {:>11} {:>9.4} ms",
+                    "",
+                    "",
+                    "",
+                    d.dispatch.kernel,
+                    format!("{:?}", d.dispatch.workgroups),
+                    d.ms
+                );
+            }
             rows.push(row);
         }
     }

@@ -27,6 +27,8 @@ pub(crate) struct Options {
     pub(crate) host_clock: bool,
     /// Also time `BatchNorm::statistics` alone (`--stats`).
     pub(crate) stats: bool,
+    /// Also time each dispatch of each pass (`--per-dispatch`).
+    pub(crate) per_dispatch: bool,
     /// Forced `Tuning::target_workgroups` (`--workgroups N`), over the tuning above.
     pub(crate) workgroups: Option<usize>,
     /// Forced reduction kernels (`--reduction workgroup|subgroup`); the adapter's choice
@@ -48,6 +50,7 @@ pub(crate) fn parse_args() -> Result<Options, String> {
         invocation_records: None,
         wait_each: false,
         stats: false,
+        per_dispatch: false,
         workgroups: None,
         host_clock: false,
         reduction: Reduction::Auto,
@@ -60,6 +63,7 @@ pub(crate) fn parse_args() -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--wait-each" => o.wait_each = true,
             "--stats" => o.stats = true,
+            "--per-dispatch" => o.per_dispatch = true,
             "--host-clock" => o.host_clock = true,
             "--reduction" => {
                 o.reduction = match value("--reduction")?.as_str() {
@@ -95,9 +99,10 @@ pub(crate) fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--invocation-records N] [--wait-each] [--stats] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--invocation-records N] [--wait-each] [--stats] [--per-dispatch] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
-                     --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite"
+                     --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite;\n\
+                     --per-dispatch also times each dispatch of a pass (a compute pass each)"
                 );
                 std::process::exit(0);
             }

@@ -55,8 +55,22 @@ pub(crate) fn to_json(
         opts.reps, opts.warmup, protocol
     );
     for (i, r) in rows.iter().enumerate() {
+        let dispatches: Vec<String> = r
+            .dispatches
+            .iter()
+            .map(|d| {
+                format!(
+                    "{{\"kernel\": \"{}\", \"workgroups\": [{}, {}], \"ms\": {:.6}}}",
+                    d.dispatch.kernel, d.dispatch.workgroups.0, d.dispatch.workgroups.1, d.ms
+                )
+            })
+            .collect();
+        let dispatches = match dispatches.is_empty() {
+            true => String::new(),
+            false => format!(", \"dispatches\": [{}]", dispatches.join(", ")),
+        };
         out += &format!(
-            "    {{\"shape\": {:?}, \"layout\": \"{}\", \"pass\": \"{}\", \"bytes\": {}, \"ms\": {:.6}, \"gbps\": {:.2}, \"stream_ms\": {:.6}, \"stream_pct\": {:.2}}}{}\n",
+            "    {{\"shape\": {:?}, \"layout\": \"{}\", \"pass\": \"{}\", \"bytes\": {}, \"ms\": {:.6}, \"gbps\": {:.2}, \"stream_ms\": {:.6}, \"stream_pct\": {:.2}{}}}{}\n",
             r.dims,
             r.layout,
             r.pass,
@@ -65,6 +79,7 @@ pub(crate) fn to_json(
             r.gbps(),
             r.stream_ms,
             100.0 * r.of_stream(),
+            dispatches,
             if i + 1 < rows.len() { "," } else { "" }
         );
     }
