@@ -1,0 +1,78 @@
+#!/bin/bash
+# One device run, everything built beforehand by `benches/device_prepare.sh` (nothing is
+# built here): on the lent GPU machine, from the repository root,
+#
+#   bash benches/device_run.sh NAME [STEPS]
+#
+# STEPS, comma-separated (default tests,compare,dispatch):
+#   tests     the unit tests and the whole suite on the GPU (about 45 s on an H200);
+#   compare   benches/compare.sh: this crate and PyTorch on the full suite, speedup table
+#             (about 100 s);
+#   dispatch  bench --per-dispatch --stats on the rows slower than PyTorch in the last run:
+#             each dispatch's median time (about 30 s); DISPATCH_CASES replaces its
+#             `--case` arguments (e.g. small shapes for a dry run on lavapipe).
+# Results go to /tmp/NAME and, as NAME.tgz, to $OUT (the device tool brings that back):
+# summary.txt, the logs, the JSON, a clock log (nvidia-smi every 100 ms). A short table ends
+# the output. Keep the whole call under the device's time left.
+set -u
+name=${1:?usage: device_run.sh NAME [STEPS]}
+steps=${2:-tests,compare,dispatch}
+# The Vulkan loader, where the machine lacks it (unpacking over a system that has it could
+# break it).
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f $icd ] && export VK_DRIVER_FILES=$icd
+export WGPU_BACKEND=vulkan
+commit=$(cat .bin/COMMIT)
+R=/tmp/$name
+mkdir -p "$R"
+S=$R/summary.txt
+echo "$name at $commit, $(date -u +%FT%TZ)" | tee "$S"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee -a "$S"
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw --format=csv -lms 100 \
+    > "$R/clocks.csv" 2>&1 &
+smi=$!
+has() { case ",$steps," in *",$1,"*) return 0 ;; esac; return 1; }
+
+if has tests; then
+    timeout 20 .bin/unit > "$R/unit.log" 2>&1
+    echo "unit rc=$? $(grep 'test result' "$R/unit.log")" | tee -a "$S"
+    timeout 120 .bin/suite > "$R/suite.log" 2>&1
+    echo "suite rc=$? $(grep 'test result' "$R/suite.log")" | tee -a "$S"
+    grep -E "FAILED|panicked" "$R/suite.log" | head -5 | tee -a "$S"
+fi
+if has compare; then
+    t=$(date +%s)
+    WGPU_BATCHNORM_COMMIT=$commit BENCH_BIN=.bin/bench timeout 200 \
+        sh benches/compare.sh "$R/compare" > "$R/compare.log" 2>&1
+    echo "compare rc=$? $(($(date +%s) - t)) s" | tee -a "$S"
+fi
+if has dispatch; then
+    t=$(date +%s)
+    cases=${DISPATCH_CASES:-"--case 32x64x112x112:NHWC --case 64x256x56x56:NCHW \
+        --case 64x256x56x56:NHWC --case 256x2048x7x7:NCHW --case 256x2048x7x7:NHWC \
+        --case 16x32x256x256:NHWC --case 4096x4096:NC --case 64x262144:NC"}
+    # shellcheck disable=SC2086 # the cases are separate arguments
+    WGPU_BATCHNORM_COMMIT=$commit timeout 120 .bin/bench --reps 50 --warmup 5 --stats \
+        --per-dispatch --json "$R/dispatch.json" $cases > "$R/dispatch.log" 2>&1
+    echo "dispatch rc=$? $(($(date +%s) - t)) s" | tee -a "$S"
+fi
+kill $smi
+cp benches/device_run.sh "$R/"
+mkdir -p "${OUT:-/tmp}"
+tar czf "${OUT:-/tmp}/$name.tgz" -C /tmp "$name"
+
+echo "== clocks (MHz, count of samples: the two most frequent)"
+awk -F, 'NR>1{print $2}' "$R/clocks.csv" | sort | uniq -c | sort -rn | head -2
+if [ -f "$R/compare/speedup.md" ]; then
+    echo "== against PyTorch"
+    grep -E "geometric" "$R/compare/speedup.md"
+    grep '^|' "$R/compare/speedup.md" | tail -n +3 | cut -d'|' -f2-7 | sed 's/  */ /g'
+fi
+if [ -f "$R/dispatch.log" ]; then
+    echo "== per dispatch"
+    grep -vE "^(adapter|plan|protocol|wrote|error: XDG)" "$R/dispatch.log" | sed 's/  */ /g'
+fi
