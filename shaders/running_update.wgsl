@@ -6,11 +6,13 @@
 // Keras-style momentum), and m = 1 / num_batches_tracked (after the increment) when momentum
 // is None (cumulative average). num_batches_tracked is a 64-bit count, as PyTorch's int64:
 // two u32 words, low first (a little-endian u64), so it does not wrap after 2^32 batches.
-// Two dispatches: the channels in parallel over any number of workgroups (every one reads
-// the old count), then one with FLAG_COUNT_ONLY that increments the count. With
-// FLAG_SKIP_NON_FINITE, one dispatch of one workgroup does both: a batch whose mean or
-// variance is not finite in any channel leaves every running statistic and
-// num_batches_tracked as they were and increments skipped_batches instead.
+// The channels in parallel over any number of workgroups. With a fixed momentum no channel
+// reads the count, and the first invocation increments it in the same dispatch; with
+// FLAG_CUMULATIVE every channel reads the old count, and a second dispatch with
+// FLAG_COUNT_ONLY increments it. With FLAG_SKIP_NON_FINITE, one dispatch of one workgroup
+// does both: a batch whose mean or variance is not finite in any channel leaves every
+// running statistic and num_batches_tracked as they were and increments skipped_batches
+// instead.
 // CPU twin: `reference::update_running`.
 
 @group(0) @binding(1) var<storage, read_write> chan: array<vec4<f32>>;
@@ -42,17 +44,18 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let first = linear_workgroup(wid, nwg) == 0u && lid == 0u;
-    let tracked = incremented_count();
+    let cumulative = (p.flags & FLAG_CUMULATIVE) != 0u;
     if ((p.flags & FLAG_COUNT_ONLY) != 0u) {
         if (first) {
-            store_count(tracked);
+            store_count(incremented_count());
         }
         return;
     }
     var m = p.momentum;
-    if ((p.flags & FLAG_CUMULATIVE) != 0u) {
+    if (cumulative) {
         // The nearest f32 to the count, then its reciprocal (the count's low word alone
         // would lose the high one; f32(hi) * 2^32 is exact).
+        let tracked = incremented_count();
         m = 1.0 / (f32(tracked.y) * 4294967296.0 + f32(tracked.x));
     }
     var n = p.channels;
@@ -63,6 +66,10 @@ fn main(
         let stride = nwg.x * nwg.y * WG;
         for (var c = linear_workgroup(wid, nwg) * WG + lid; c < n; c = c + stride) {
             update(c, m);
+        }
+        // Only the first invocation reads the count here: no other one can see it change.
+        if (first && !cumulative) {
+            store_count(incremented_count());
         }
         return;
     }
@@ -86,7 +93,7 @@ fn main(
         if (skip) {
             skipped_batches[0] = skipped_batches[0] + 1u;
         } else {
-            store_count(tracked);
+            store_count(incremented_count());
         }
     }
 }

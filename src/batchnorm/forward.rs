@@ -232,7 +232,9 @@ impl BatchNorm {
                 // One workgroup decides for the whole batch, updates and counts.
                 self.dispatch(&mut steps, &p.running_update, update, &bindings, 1);
             } else {
-                // The channels in parallel, then the count (see `running_update.wgsl`).
+                // The channels in parallel; the count in the same dispatch, or after it
+                // where every channel reads it (the cumulative average; see
+                // `running_update.wgsl`).
                 self.dispatch(
                     &mut steps,
                     &p.running_update,
@@ -240,9 +242,11 @@ impl BatchNorm {
                     &bindings,
                     per_channel,
                 );
-                let count =
-                    self.params_buffer(shape, global_plan, None, flags | FLAG_COUNT_ONLY)?;
-                self.dispatch(&mut steps, &p.running_update, &count, &bindings, 1);
+                if flags & FLAG_CUMULATIVE != 0 {
+                    let count =
+                        self.params_buffer(shape, global_plan, None, flags | FLAG_COUNT_ONLY)?;
+                    self.dispatch(&mut steps, &p.running_update, &count, &bindings, 1);
+                }
             }
         }
         let separate_normalize = if fused.is_some() {

@@ -168,16 +168,10 @@ fn each_path_dispatches_its_kernels() {
     // The last pass takes the vec4 kernel where each vec4 of the tensor holds one channel's
     // elements (inner a multiple of 4) or four channels' (channels-last, C a multiple of 4).
     let split = |partial: &'static str, normalize: &'static str| {
-        vec![
-            partial,
-            "stats_finalize",
-            "running_update",
-            "running_update",
-            normalize,
-        ]
+        vec![partial, "stats_finalize", "running_update", normalize]
     };
     let one_pass = |kernel| match fused {
-        true => vec![kernel, "running_update", "running_update"],
+        true => vec![kernel, "running_update"],
         false => split("stats_partial", "normalize"),
     };
     let thin_rows = match fused {
@@ -290,9 +284,31 @@ fn each_path_dispatches_its_kernels() {
         .map(|d| d.kernel)
         .collect();
     let mut want = ["stats_partial_rows", "stats_merge"].repeat(3);
-    want.extend(["stats_finalize", "running_update", "running_update"]);
+    want.extend(["stats_finalize", "running_update"]);
     want.extend(["normalize_vec4"; 3]);
     assert_eq!(got, want, "folded plan");
+}
+
+/// The running update increments `num_batches_tracked` in the dispatch that updates the
+/// channels, except for the cumulative average (momentum `None`), whose channels all read
+/// the old count: there a second dispatch increments it. (`conventions.rs` checks the
+/// values of both.)
+#[test]
+fn the_count_has_a_dispatch_of_its_own_only_for_the_cumulative_average() {
+    let gpu = gpu();
+    let shape = TensorShape::channels_first(&[8, 6, 17, 19]).unwrap();
+    let bufs = TrainBufs::new(&gpu.device, &shape);
+    for (momentum, updates) in [(Some(0.1), 1), (None, 2)] {
+        let config = BatchNormConfig::new(6).momentum(momentum);
+        let bn = BatchNorm::new(&gpu.device, config).unwrap();
+        let got = bn
+            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
+            .unwrap()
+            .iter()
+            .filter(|d| d.kernel == "running_update")
+            .count();
+        assert_eq!(got, updates, "momentum {momentum:?}");
+    }
 }
 
 /// The dispatches of a training backward of `shape` (recording nothing).
