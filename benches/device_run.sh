@@ -4,19 +4,25 @@
 #
 #   bash benches/device_run.sh NAME [STEPS]
 #
-# STEPS, comma-separated (default tests,compare,dispatch):
+# STEPS, comma-separated (default tests,compare,dispatch, and ab where .bin/bench-base
+# exists):
 #   tests     the unit tests and the whole suite on the GPU (about 45 s on an H200);
 #   compare   benches/compare.sh: this crate and PyTorch on the full suite, speedup table
 #             (about 100 s);
 #   dispatch  bench --per-dispatch --stats on the rows slower than PyTorch in the last run:
 #             each dispatch's median time (about 30 s); DISPATCH_CASES replaces its
-#             `--case` arguments (e.g. small shapes for a dry run on lavapipe).
+#             `--case` arguments (e.g. small shapes for a dry run on lavapipe);
+#   ab        the same rows, .bin/bench (this commit) and .bin/bench-base (the BASE given
+#             to device_prepare.sh) in alternating processes, AB_ROUNDS rounds (default
+#             3), medians table (about 2 min on an H200 for the 8 rows).
 # Results go to /tmp/NAME and, as NAME.tgz, to $OUT (the device tool brings that back):
 # summary.txt, the logs, the JSON, a clock log (nvidia-smi every 100 ms). A short table ends
 # the output. Keep the whole call under the device's time left.
 set -u
 name=${1:?usage: device_run.sh NAME [STEPS]}
-steps=${2:-tests,compare,dispatch}
+default=tests,compare,dispatch
+[ -x .bin/bench-base ] && default=$default,ab
+steps=${2:-$default}
 # The Vulkan loader, where the machine lacks it (unpacking over a system that has it could
 # break it).
 if ! ldconfig -p | grep -q libvulkan.so.1; then
@@ -50,17 +56,31 @@ if has compare; then
         sh benches/compare.sh "$R/compare" > "$R/compare.log" 2>&1
     echo "compare rc=$? $(($(date +%s) - t)) s" | tee -a "$S"
 fi
+cases=${DISPATCH_CASES:-"--case 32x64x112x112:NHWC --case 64x256x56x56:NCHW \
+    --case 64x256x56x56:NHWC --case 256x2048x7x7:NCHW --case 256x2048x7x7:NHWC \
+    --case 16x32x256x256:NHWC --case 4096x4096:NC --case 64x262144:NC"}
 if has dispatch; then
     t=$(date +%s)
-    cases=${DISPATCH_CASES:-"--case 32x64x112x112:NHWC --case 64x256x56x56:NCHW \
-        --case 64x256x56x56:NHWC --case 256x2048x7x7:NCHW --case 256x2048x7x7:NHWC \
-        --case 16x32x256x256:NHWC --case 4096x4096:NC --case 64x262144:NC"}
     # shellcheck disable=SC2086 # the cases are separate arguments
     WGPU_BATCHNORM_COMMIT=$commit timeout 120 .bin/bench --reps 50 --warmup 5 --stats \
         --per-dispatch --json "$R/dispatch.json" $cases > "$R/dispatch.log" 2>&1
     echo "dispatch rc=$? $(($(date +%s) - t)) s" | tee -a "$S"
 fi
-kill $smi
+if has ab; then
+    t=$(date +%s)
+    base=$(cat .bin/BASE)
+    for r in $(seq "${AB_ROUNDS:-3}"); do
+        for b in base head; do
+            bin=.bin/bench
+            [ $b = base ] && bin=.bin/bench-base
+            echo "== round $r $b"
+            # shellcheck disable=SC2086
+            timeout 40 $bin --reps 50 --warmup 5 $cases 2>&1 | grep -v XDG_RUNTIME
+        done
+    done > "$R/ab.log" 2>&1
+    echo "ab ($base -> $commit) $(($(date +%s) - t)) s" | tee -a "$S"
+fi
+kill $smi 2>/dev/null
 cp benches/device_run.sh "$R/"
 mkdir -p "${OUT:-/tmp}"
 tar czf "${OUT:-/tmp}/$name.tgz" -C /tmp "$name"
@@ -71,6 +91,10 @@ if [ -f "$R/compare/speedup.md" ]; then
     echo "== against PyTorch"
     grep -E "geometric" "$R/compare/speedup.md"
     grep '^|' "$R/compare/speedup.md" | tail -n +3 | cut -d'|' -f2-7 | sed 's/  */ /g'
+fi
+if [ -f "$R/ab.log" ]; then
+    echo "== base $(cat .bin/BASE) against head $commit (medians of ${AB_ROUNDS:-3} rounds)"
+    python3 benches/medians.py "$R/ab.log" base head | sed 's/  */ /g'
 fi
 if [ -f "$R/dispatch.log" ]; then
     echo "== per dispatch"
