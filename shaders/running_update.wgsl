@@ -6,6 +6,10 @@
 // Keras-style momentum), and m = 1 / num_batches_tracked (after the increment) when momentum
 // is None (cumulative average). num_batches_tracked is a 64-bit count, as PyTorch's int64:
 // two u32 words, low first (a little-endian u64), so it does not wrap after 2^32 batches.
+// The update and the count: `running_stats.wgsl`, appended. Where the device binds nine
+// storage buffers, a training forward with a fixed momentum updates the running statistics
+// in its finalize pass instead (`stats_finalize_running`), and this kernel serves the
+// other cases.
 // The channels in parallel over any number of workgroups. With a fixed momentum no channel
 // reads the count, and the first invocation increments it in the same dispatch; with
 // FLAG_CUMULATIVE every channel reads the old count, and a second dispatch with
@@ -22,20 +26,6 @@
 @group(0) @binding(5) var<storage, read_write> skipped_batches: array<u32>;
 
 var<workgroup> non_finite: atomic<u32>;
-
-// The batch variance the running variance averages, from s = (mean, biased variance,
-// count, 0). Unbiased with a count of 1 (possible only through `forward_with_statistics`)
-// is +inf as documented, not 0 / 0; a NaN variance stays NaN. CPU twin:
-// `reference::unbiased_variance`.
-fn batch_var(s: vec4<f32>) -> f32 {
-    if ((p.flags & FLAG_BIASED_VAR) != 0u) {
-        return s.y;
-    }
-    if (s.z == 1.0 && s.y == 0.0) {
-        return bitcast<f32>(0x7f800000u);
-    }
-    return s.y * (s.z / (s.z - 1.0));
-}
 
 @compute @workgroup_size(WG)
 fn main(
@@ -65,7 +55,7 @@ fn main(
     if ((p.flags & FLAG_SKIP_NON_FINITE) == 0u) {
         let stride = nwg.x * nwg.y * WG;
         for (var c = linear_workgroup(wid, nwg) * WG + lid; c < n; c = c + stride) {
-            update(c, m);
+            update(c, chan[p.channels + c], m);
         }
         // Only the first invocation reads the count here: no other one can see it change.
         if (first && !cumulative) {
@@ -84,7 +74,7 @@ fn main(
     let skip = atomicLoad(&non_finite) != 0u;
     if (!skip) {
         for (var c = lid; c < n; c = c + WG) {
-            update(c, m);
+            update(c, chan[p.channels + c], m);
         }
     }
     // Every invocation has read the old count before invocation 0 writes the new one.
@@ -96,25 +86,4 @@ fn main(
             store_count(incremented_count());
         }
     }
-}
-
-fn update(c: u32, m: f32) {
-    let s = chan[p.channels + c];
-    // A channel without values (given statistics of count 0) keeps its running statistics.
-    if (s.z == 0.0) {
-        return;
-    }
-    running_mean[c] = (1.0 - m) * running_mean[c] + m * s.x;
-    running_var[c] = (1.0 - m) * running_var[c] + m * batch_var(s);
-}
-
-// num_batches_tracked + 1 as (low, high) words, the carry into the high word included.
-fn incremented_count() -> vec2<u32> {
-    let old = num_batches_tracked[0];
-    let lo = old.x + 1u;
-    return vec2<u32>(lo, old.y + select(0u, 1u, lo == 0u));
-}
-
-fn store_count(count: vec2<u32>) {
-    num_batches_tracked[0] = count;
 }

@@ -5,7 +5,13 @@
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
 //   chan[C + c] = (mean, biased variance, count, 0)   read by `running_update.wgsl`
 // (`forward_channel` in common.wgsl).
-// CPU twin: `reference::batch_stats` and `reference::forward`.
+// Two kernels from this file: `stats_finalize` (with `running_none.wgsl` appended: the
+// running statistics are `running_update.wgsl`'s) and, where the device binds nine storage
+// buffers, `stats_finalize_running` (with `stats_finalize_running.wgsl` and
+// `running_stats.wgsl`: each channel's running statistics updated here, and the count by
+// the first invocation, one dispatch less; for a fixed momentum only, whose update reads no
+// count).
+// CPU twin: `reference::batch_stats` and `reference::forward` (`reference::update_running`).
 
 @group(0) @binding(1) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> gamma: array<f32>;
@@ -21,6 +27,9 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let tasks = merge_tasks();
+    if (linear_workgroup(wid, nwg) == 0u && lid == 0u) {
+        running_count();
+    }
     for (var g = linear_workgroup(wid, nwg); g < tasks; g = g + nwg.x * nwg.y) {
         let t = merge_task(g, lid);
         let c = t.c;
@@ -43,6 +52,7 @@ fn main(
             save_invstd[c] = f.invstd;
             chan[c] = f.coeffs;
             chan[p.channels + c] = f.stats;
+            running_channel(c, f.stats);
         }
     }
 }

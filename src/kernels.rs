@@ -2,7 +2,9 @@
 //! the flag bits, each kernel's bindings, and the assembled modules (pipelines are built in
 //! `pipelines.rs`).
 //!
-//! Every kernel lives in its own file under `shaders/`. A module is assembled as the
+//! Every kernel lives in its own file under `shaders/` (a few are that file with another
+//! appended: `stats_finalize_running` is `stats_finalize.wgsl` with the running statistics'
+//! bindings and update, see [`STATS_FINALIZE_RUNNING`]). A module is assembled as the
 //! prelude generated here from the Rust constants (`wgsl_prelude`: element type, workgroup
 //! size, flag bits) + the shared helpers (`common.wgsl`, `indexing.wgsl`,
 //! `shifted_sums.wgsl`, `row_tree.wgsl`: `COMMON`) + one reduction helper
@@ -177,9 +179,13 @@ macro_rules! kernel {
         kernel!($name, $bindings, SIZES)
     };
     ($name:literal, $bindings:ident, $sizes:ident) => {
+        kernel!($name, $bindings, $sizes, [$name])
+    };
+    // A kernel assembled from several files in order (the first holds `main`).
+    ($name:literal, $bindings:ident, $sizes:ident, [$($file:literal),+]) => {
         KernelSpec {
             name: $name,
-            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+            source: concat!($(include_str!(concat!("../shaders/", $file, ".wgsl")), "\n"),+),
             storage: $bindings::$sizes,
             read_only: $bindings::READ_ONLY,
             #[cfg(test)]
@@ -195,6 +201,21 @@ bindings!(
 bindings!(
     /// `stats_finalize.wgsl`.
     StatsFinalizeBindings { partials: 16, gamma: 4, beta: 4, chan: 16, save_mean: 4, save_invstd: 4 }
+);
+bindings!(
+    /// `stats_finalize.wgsl` + `stats_finalize_running.wgsl`: the finalize's bindings, then
+    /// the running statistics'.
+    StatsFinalizeRunningBindings {
+        partials: 16,
+        gamma: 4,
+        beta: 4,
+        chan: 16,
+        save_mean: 4,
+        save_invstd: 4,
+        running_mean: 4,
+        running_var: 4,
+        num_batches_tracked: 8,
+    }
 );
 bindings!(
     /// `eval_coeffs.wgsl`.
@@ -255,9 +276,25 @@ bindings!(
 pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", StatsPartialBindings);
 pub(crate) const STATS_PARTIAL_ROWS: KernelSpec =
     kernel!("stats_partial_rows", StatsPartialBindings);
-pub(crate) const STATS_FINALIZE: KernelSpec = kernel!("stats_finalize", StatsFinalizeBindings);
+pub(crate) const STATS_FINALIZE: KernelSpec = kernel!(
+    "stats_finalize",
+    StatsFinalizeBindings,
+    SIZES,
+    ["stats_finalize", "running_none"]
+);
+pub(crate) const STATS_FINALIZE_RUNNING: KernelSpec = kernel!(
+    "stats_finalize_running",
+    StatsFinalizeRunningBindings,
+    SIZES,
+    ["stats_finalize", "stats_finalize_running", "running_stats"]
+);
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", EvalCoeffsBindings);
-pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!("running_update", RunningUpdateBindings);
+pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!(
+    "running_update",
+    RunningUpdateBindings,
+    SIZES,
+    ["running_update", "running_stats"]
+);
 pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", NormalizeBindings);
 pub(crate) const NORMALIZE_VEC4: KernelSpec =
     kernel!("normalize_vec4", NormalizeBindings, VEC4_SIZES);
@@ -282,12 +319,17 @@ pub(crate) const BACKWARD_THIN: KernelSpec = kernel!("backward_thin", BackwardOn
 /// devices with fewer per shader stage use the separate passes.
 pub(crate) const FUSED_STORAGE: u32 = 8;
 
+/// Storage buffers `stats_finalize_running` binds; devices with fewer per shader stage
+/// update the running statistics in `running_update`.
+pub(crate) const FINALIZE_RUNNING_STORAGE: u32 = StatsFinalizeRunningBindings::SIZES.len() as u32;
+
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 19] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 20] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
+    STATS_FINALIZE_RUNNING,
     EVAL_COEFFS,
     RUNNING_UPDATE,
     NORMALIZE,

@@ -148,6 +148,9 @@ pub(crate) struct Pipelines {
     /// By record per workgroup or per invocation.
     pub stats_partial_rows: Specialized,
     pub stats_finalize: Kernel,
+    /// `stats_finalize` with the running update; `None` on devices that bind fewer than
+    /// nine storage buffers per stage.
+    pub stats_finalize_running: Option<Kernel>,
     pub eval_coeffs: Kernel,
     pub running_update: Kernel,
     pub normalize: Kernel,
@@ -183,6 +186,9 @@ impl Pipelines {
             stats_partial: Specialized::new(device, &STATS_PARTIAL, (subgroups, f16)),
             stats_partial_rows: Specialized::new(device, &STATS_PARTIAL_ROWS, (subgroups, f16)),
             stats_finalize: k(&STATS_FINALIZE),
+            stats_finalize_running: (device.limits().max_storage_buffers_per_shader_stage
+                >= FINALIZE_RUNNING_STORAGE)
+                .then(|| k(&STATS_FINALIZE_RUNNING)),
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
             normalize: k(&NORMALIZE),

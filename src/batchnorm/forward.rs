@@ -150,6 +150,20 @@ impl BatchNorm {
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
         let empty = plan.pieces.is_empty();
 
+        // The running update inside the finalize pass where the device has that kernel and
+        // nothing needs the separate one: a fixed momentum (no channel reads the count), no
+        // skipping of non-finite batches (a decision over every channel first), the batch's
+        // own statistics. See `stats_finalize_running.wgsl`.
+        let running_in_finalize = match (&p.stats_finalize_running, running, tracked) {
+            (Some(kernel), Some(r), Some(t))
+                if given.is_none() && flags & (FLAG_CUMULATIVE | FLAG_SKIP_NON_FINITE) == 0 =>
+            {
+                Some((kernel, r, t))
+            }
+            _ => None,
+        };
+        let mut running_done = false;
+
         let mut steps = Vec::new();
         // One pass per channel (statistics, coefficients and y) on the one-pass paths
         // (`KernelPath`): see `forward_fused.wgsl` and `forward_thin.wgsl`.
@@ -183,17 +197,33 @@ impl BatchNorm {
                     None => self
                         .record_stats_partials(&mut steps, shape, &plan, flags, bufs.x, &scratch)?,
                 };
-                let bindings = StatsFinalizeBindings {
-                    partials: stats,
-                    gamma,
-                    beta,
-                    chan,
-                    save_mean: s.mean,
-                    save_invstd: s.invstd,
-                };
-                let finalize = &p.stats_finalize;
                 let groups = self.merge_groups(global_plan, shape.channels());
-                self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
+                if let Some((kernel, r, t)) = running_in_finalize {
+                    let bindings = StatsFinalizeRunningBindings {
+                        partials: stats,
+                        gamma,
+                        beta,
+                        chan,
+                        save_mean: s.mean,
+                        save_invstd: s.invstd,
+                        running_mean: r.mean,
+                        running_var: r.var,
+                        num_batches_tracked: t,
+                    };
+                    self.dispatch(&mut steps, kernel, &global, &bindings.slices(), groups);
+                    running_done = true;
+                } else {
+                    let bindings = StatsFinalizeBindings {
+                        partials: stats,
+                        gamma,
+                        beta,
+                        chan,
+                        save_mean: s.mean,
+                        save_invstd: s.invstd,
+                    };
+                    let finalize = &p.stats_finalize;
+                    self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
+                }
             }
             (None, Some(_), _) => {}
             (None, None, Some(r)) => {
@@ -211,7 +241,7 @@ impl BatchNorm {
                 unreachable!("presence checks give saved or running statistics")
             }
         }
-        if let (Some(r), Some(t)) = (running, tracked) {
+        if let (Some(r), Some(t), false) = (running, tracked, running_done) {
             // The update skips an empty batch by its count; with given statistics the batch
             // is every device's (their counts per channel are in the records, and a
             // channel of count 0 is skipped there), so this device's own count must not

@@ -165,10 +165,13 @@ fn every_kernel_path_matches_the_reference() {
 fn each_path_dispatches_its_kernels() {
     let gpu = gpu();
     let fused = gpu.device.limits().max_storage_buffers_per_shader_stage >= 8;
+    let nine = gpu.device.limits().max_storage_buffers_per_shader_stage >= 9;
     // The last pass takes the vec4 kernel where each vec4 of the tensor holds one channel's
     // elements (inner a multiple of 4) or four channels' (channels-last, C a multiple of 4).
-    let split = |partial: &'static str, normalize: &'static str| {
-        vec![partial, "stats_finalize", "running_update", normalize]
+    // The finalize updates the running statistics where the device binds nine buffers.
+    let split = |partial: &'static str, normalize: &'static str| match nine {
+        true => vec![partial, "stats_finalize_running", normalize],
+        false => vec![partial, "stats_finalize", "running_update", normalize],
     };
     let one_pass = |kernel| match fused {
         true => vec![kernel, "running_update"],
@@ -284,30 +287,65 @@ fn each_path_dispatches_its_kernels() {
         .map(|d| d.kernel)
         .collect();
     let mut want = ["stats_partial_rows", "stats_merge"].repeat(3);
-    want.extend(["stats_finalize", "running_update"]);
+    match device.limits().max_storage_buffers_per_shader_stage >= 9 {
+        true => want.push("stats_finalize_running"),
+        false => want.extend(["stats_finalize", "running_update"]),
+    }
     want.extend(["normalize_vec4"; 3]);
     assert_eq!(got, want, "folded plan");
 }
 
-/// The running update increments `num_batches_tracked` in the dispatch that updates the
-/// channels, except for the cumulative average (momentum `None`), whose channels all read
-/// the old count: there a second dispatch increments it. (`conventions.rs` checks the
-/// values of both.)
+/// Where a training forward updates the running statistics: in its finalize pass
+/// (`stats_finalize_running`) on a device that binds nine storage buffers, with a fixed
+/// momentum; else in `running_update`, which increments `num_batches_tracked` in the same
+/// dispatch except for the cumulative average (momentum `None`), whose channels all read
+/// the old count: there a second dispatch increments it. Each way against the reference,
+/// also on a device that binds only eight (`conventions.rs` checks the count's values).
 #[test]
-fn the_count_has_a_dispatch_of_its_own_only_for_the_cumulative_average() {
+fn where_the_running_statistics_are_updated() {
     let gpu = gpu();
-    let shape = TensorShape::channels_first(&[8, 6, 17, 19]).unwrap();
-    let bufs = TrainBufs::new(&gpu.device, &shape);
-    for (momentum, updates) in [(Some(0.1), 1), (None, 2)] {
-        let config = BatchNormConfig::new(6).momentum(momentum);
-        let bn = BatchNorm::new(&gpu.device, config).unwrap();
-        let got = bn
-            .forward_dispatches(Mode::Train, &shape, &bufs.forward())
-            .unwrap()
-            .iter()
-            .filter(|d| d.kernel == "running_update")
-            .count();
-        assert_eq!(got, updates, "momentum {momentum:?}");
+    let mut rng = rng();
+    let (device8, queue8) = device_with(|l| l.max_storage_buffers_per_shader_stage = 8);
+    let nine = gpu.device.limits().max_storage_buffers_per_shader_stage >= 9;
+    let split = TensorShape::channels_first(&[8, 6, 17, 19]).unwrap();
+    let one_pass = TensorShape::channels_first(&[4, 3, 9, 11]).unwrap();
+    let separate = |counts: usize| {
+        let mut v = vec!["stats_finalize"];
+        v.extend(vec!["running_update"; counts]);
+        v
+    };
+    let cases = [
+        (&split, Some(0.1), true, nine, "stats_finalize_running"),
+        (&split, None, true, false, ""),
+        (&one_pass, Some(0.1), false, false, ""),
+        (&one_pass, None, false, false, ""),
+    ];
+    for (shape, momentum, split_path, in_finalize, finalize) in cases {
+        let config = BatchNormConfig::new(shape.channels()).momentum(momentum);
+        let case = format!("{:?} momentum {momentum:?}", shape.dims());
+        for (device, queue, limit8) in [(&gpu.device, &gpu.queue, false), (&device8, &queue8, true)]
+        {
+            let mut bn = BatchNorm::new(device, config).unwrap();
+            if split_path {
+                bn = bn.without_one_pass_kernels();
+            }
+            let bufs = TrainBufs::new(device, shape);
+            let got: Vec<&str> = bn
+                .forward_dispatches(Mode::Train, shape, &bufs.forward())
+                .unwrap()
+                .iter()
+                .map(|d| d.kernel)
+                .filter(|k| k.starts_with("stats_finalize") || *k == "running_update")
+                .collect();
+            let counts = if momentum.is_some() { 1 } else { 2 };
+            let want = match (in_finalize && !limit8, split_path) {
+                (true, _) => vec![finalize],
+                (false, true) => separate(counts),
+                (false, false) => vec!["running_update"; counts],
+            };
+            assert_eq!(got, want, "{case}, eight storage buffers {limit8}");
+            check_on(queue, &bn, Mode::Train, shape, ORDINARY, TOL, &mut rng);
+        }
     }
 }
 
