@@ -5,7 +5,10 @@
 // `normalize.wgsl` restricted to its channel, with the same arithmetic in the same order,
 // so the statistics and y are those of the three passes. The second read of the channel
 // follows the first within the workgroup, so it comes from cache rather than memory, and two
-// dispatches and their barriers are saved. Writes chan[C + c] for `running_update.wgsl`.
+// dispatches and their barriers are saved. Writes chan[C + c] for `running_update.wgsl`;
+// built a second time as `forward_fused_running` (with `one_pass_running.wgsl` and
+// `running_stats.wgsl` appended, `running_none.wgsl` otherwise), which updates the running
+// statistics itself as `stats_finalize_running` does.
 // CPU twin: `reference::batch_stats` and `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -24,6 +27,9 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (linear_workgroup(wid, nwg) == 0u && lid == 0u) {
+        running_count();
+    }
     for (var c = linear_workgroup(wid, nwg); c < p.channels; c = c + nwg.x * nwg.y) {
         // Statistics, as stats_partial.wgsl with one chunk (the piece is the whole tensor):
         // shifted sums per invocation, four loads in flight, Welford where not finite.
@@ -70,6 +76,7 @@ fn main(
             save_mean[c] = f.mean;
             save_invstd[c] = f.invstd;
             chan[p.channels + c] = f.stats;
+            running_channel(c, f.stats);
             coeffs = f.coeffs;
         }
         let q = broadcast_first(lid, coeffs);

@@ -6,7 +6,8 @@
 // re-reading its few values. No workgroup reduction: a workgroup serves 256 channels, where
 // `forward_fused.wgsl` would spend a whole workgroup on a channel of a few values.
 // Same bindings as `forward_fused.wgsl`; writes chan[C + c] for `running_update.wgsl` (and
-// not chan[c]: the coefficients stay in registers).
+// not chan[c]: the coefficients stay in registers), or, as `forward_thin_running`, updates
+// the running statistics itself (see `forward_fused.wgsl`).
 // CPU twin: `reference::batch_stats` and `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<T>;
@@ -25,6 +26,9 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (linear_workgroup(wid, nwg) == 0u && lid == 0u) {
+        running_count();
+    }
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
         // Four loads in flight before their pushes (BENCHMARKS.md, "Loads in flight"); the
@@ -51,6 +55,7 @@ fn main(
         save_mean[c] = f.mean;
         save_invstd[c] = f.invstd;
         chan[p.channels + c] = f.stats;
+        running_channel(c, f.stats);
         walk = walk_from(0u, 1u);
         k = 0u;
         for (; k + 4u <= p.count; k = k + 4u) {

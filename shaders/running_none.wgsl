@@ -1,5 +1,6 @@
-// Appended to `stats_finalize.wgsl` for the `stats_finalize` kernel: no running update
-// there (`running_update.wgsl` dispatches after it where there is one).
+// Appended to the kernels that make the statistics (`stats_finalize.wgsl`,
+// `forward_fused.wgsl`, `forward_thin.wgsl`) where they leave the running statistics to
+// `running_update.wgsl`: the no-op twins of the hooks in `running_stats.wgsl`.
 
 fn running_count() {}
 

@@ -1,7 +1,8 @@
 // The running statistics' update of one channel and the 64-bit count, shared by the
-// kernels that bind `running_mean`, `running_var` and `num_batches_tracked`
-// (`running_update.wgsl`, and `stats_finalize.wgsl` as `stats_finalize_running` with
-// `stats_finalize_running.wgsl`): appended after the kernel, which declares those bindings.
+// kernels that bind `running_mean`, `running_var` and `num_batches_tracked`: appended after
+// the kernel, which declares those bindings (`running_update.wgsl`, or one of the
+// `*_running.wgsl` binding files for `stats_finalize_running`, `forward_fused_running` and
+// `forward_thin_running`).
 // PyTorch's rule: new = (1 - m) * old + m * batch, with the unbiased batch variance
 // n / (n - 1) * var (or the biased one, FLAG_BIASED_VAR). CPU twin:
 // `reference::update_running`.
@@ -40,4 +41,16 @@ fn incremented_count() -> vec2<u32> {
 
 fn store_count(count: vec2<u32>) {
     num_batches_tracked[0] = count;
+}
+
+// The hooks of the kernels that make the statistics (`stats_finalize.wgsl`,
+// `forward_fused.wgsl`, `forward_thin.wgsl`) where they update the running statistics
+// themselves (a fixed momentum: no channel reads the count, so the first invocation may
+// increment it in the same dispatch); `running_none.wgsl` has their no-op twins.
+fn running_count() {
+    store_count(incremented_count());
+}
+
+fn running_channel(c: u32, s: vec4<f32>) {
+    update(c, s, p.momentum);
 }

@@ -269,6 +269,23 @@ bindings!(
     }
 );
 bindings!(
+    /// `forward_fused.wgsl`, `forward_thin.wgsl` + `one_pass_running.wgsl`: the one-pass
+    /// bindings, then the running statistics'.
+    ForwardOnePassRunningBindings {
+        x: 4,
+        gamma: 4,
+        beta: 4,
+        chan: 16,
+        save_mean: 4,
+        save_invstd: 4,
+        y: 4,
+        z: 4,
+        running_mean: 4,
+        running_var: 4,
+        num_batches_tracked: 8,
+    }
+);
+bindings!(
     /// `backward_fused.wgsl`, `backward_thin.wgsl`.
     BackwardOnePassBindings { x: 4, dy: 4, chan: 16, dgamma: 4, dbeta: 4, dx: 4, y: 4, dz: 4 }
 );
@@ -310,9 +327,31 @@ pub(crate) const BACKWARD_MERGE: KernelSpec = kernel!("backward_merge", MergeBin
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", BackwardDxBindings);
 pub(crate) const BACKWARD_DX_VEC4: KernelSpec =
     kernel!("backward_dx_vec4", BackwardDxBindings, VEC4_SIZES);
-pub(crate) const FORWARD_FUSED: KernelSpec = kernel!("forward_fused", ForwardOnePassBindings);
+pub(crate) const FORWARD_FUSED: KernelSpec = kernel!(
+    "forward_fused",
+    ForwardOnePassBindings,
+    SIZES,
+    ["forward_fused", "running_none"]
+);
+pub(crate) const FORWARD_FUSED_RUNNING: KernelSpec = kernel!(
+    "forward_fused_running",
+    ForwardOnePassRunningBindings,
+    SIZES,
+    ["forward_fused", "one_pass_running", "running_stats"]
+);
 pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", BackwardOnePassBindings);
-pub(crate) const FORWARD_THIN: KernelSpec = kernel!("forward_thin", ForwardOnePassBindings);
+pub(crate) const FORWARD_THIN: KernelSpec = kernel!(
+    "forward_thin",
+    ForwardOnePassBindings,
+    SIZES,
+    ["forward_thin", "running_none"]
+);
+pub(crate) const FORWARD_THIN_RUNNING: KernelSpec = kernel!(
+    "forward_thin_running",
+    ForwardOnePassRunningBindings,
+    SIZES,
+    ["forward_thin", "one_pass_running", "running_stats"]
+);
 pub(crate) const BACKWARD_THIN: KernelSpec = kernel!("backward_thin", BackwardOnePassBindings);
 
 /// Storage buffers `forward_fused` and `backward_fused` (and their `_thin` twins) bind;
@@ -323,9 +362,13 @@ pub(crate) const FUSED_STORAGE: u32 = 8;
 /// update the running statistics in `running_update`.
 pub(crate) const FINALIZE_RUNNING_STORAGE: u32 = StatsFinalizeRunningBindings::SIZES.len() as u32;
 
+/// Storage buffers `forward_fused_running` and `forward_thin_running` bind; devices with
+/// fewer per shader stage update the running statistics in `running_update`.
+pub(crate) const ONE_PASS_RUNNING_STORAGE: u32 = ForwardOnePassRunningBindings::SIZES.len() as u32;
+
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 20] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 22] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
@@ -343,8 +386,10 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 20] = [
     STATS_MERGE,
     BACKWARD_MERGE,
     FORWARD_FUSED,
+    FORWARD_FUSED_RUNNING,
     BACKWARD_FUSED,
     FORWARD_THIN,
+    FORWARD_THIN_RUNNING,
     BACKWARD_THIN,
 ];
 

@@ -169,11 +169,15 @@ pub(crate) struct Pipelines {
     pub backward_merge: Kernel,
     /// The one-pass training forward, where the device binds enough storage buffers.
     pub forward_fused: Option<Kernel>,
+    /// `forward_fused` with the running update, where the device binds eleven.
+    pub forward_fused_running: Option<Kernel>,
     /// The one-pass backward, likewise.
     pub backward_fused: Option<Kernel>,
     /// The one-pass training forward with an invocation per channel (few values each),
     /// likewise.
     pub forward_thin: Option<Kernel>,
+    /// `forward_thin` with the running update, where the device binds eleven.
+    pub forward_thin_running: Option<Kernel>,
     /// Its backward, likewise.
     pub backward_thin: Option<Kernel>,
 }
@@ -181,13 +185,14 @@ pub(crate) struct Pipelines {
 impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device, subgroups: bool, f16: bool) -> Self {
         let k = |spec: &KernelSpec| Kernel::new(device, spec, subgroups, f16);
-        let fused = device.limits().max_storage_buffers_per_shader_stage >= FUSED_STORAGE;
+        let storage = device.limits().max_storage_buffers_per_shader_stage;
+        let fused = storage >= FUSED_STORAGE;
+        let one_pass_running = storage >= ONE_PASS_RUNNING_STORAGE;
         Self {
             stats_partial: Specialized::new(device, &STATS_PARTIAL, (subgroups, f16)),
             stats_partial_rows: Specialized::new(device, &STATS_PARTIAL_ROWS, (subgroups, f16)),
             stats_finalize: k(&STATS_FINALIZE),
-            stats_finalize_running: (device.limits().max_storage_buffers_per_shader_stage
-                >= FINALIZE_RUNNING_STORAGE)
+            stats_finalize_running: (storage >= FINALIZE_RUNNING_STORAGE)
                 .then(|| k(&STATS_FINALIZE_RUNNING)),
             eval_coeffs: k(&EVAL_COEFFS),
             running_update: k(&RUNNING_UPDATE),
@@ -206,8 +211,10 @@ impl Pipelines {
             stats_merge: k(&STATS_MERGE),
             backward_merge: k(&BACKWARD_MERGE),
             forward_fused: fused.then(|| k(&FORWARD_FUSED)),
+            forward_fused_running: one_pass_running.then(|| k(&FORWARD_FUSED_RUNNING)),
             backward_fused: fused.then(|| k(&BACKWARD_FUSED)),
             forward_thin: fused.then(|| k(&FORWARD_THIN)),
+            forward_thin_running: one_pass_running.then(|| k(&FORWARD_THIN_RUNNING)),
             backward_thin: fused.then(|| k(&BACKWARD_THIN)),
         }
     }

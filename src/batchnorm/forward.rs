@@ -150,18 +150,27 @@ impl BatchNorm {
         let per_channel = shape.channels().div_ceil(WORKGROUP_SIZE as usize);
         let empty = plan.pieces.is_empty();
 
-        // The running update inside the finalize pass where the device has that kernel and
-        // nothing needs the separate one: a fixed momentum (no channel reads the count), no
-        // skipping of non-finite batches (a decision over every channel first), the batch's
-        // own statistics. See `stats_finalize_running.wgsl`.
-        let running_in_finalize = match (&p.stats_finalize_running, running, tracked) {
-            (Some(kernel), Some(r), Some(t))
+        // The running update inside the pass that makes the statistics (the finalize, or
+        // the one-pass kernel) where the device has that kernel and nothing needs the
+        // separate one: a fixed momentum (no channel reads the count), no skipping of
+        // non-finite batches (a decision over every channel first), the batch's own
+        // statistics. See `running_stats.wgsl`.
+        let running_here = match (running, tracked) {
+            (Some(r), Some(t))
                 if given.is_none() && flags & (FLAG_CUMULATIVE | FLAG_SKIP_NON_FINITE) == 0 =>
             {
-                Some((kernel, r, t))
+                Some((r, t))
             }
             _ => None,
         };
+        let running_in_finalize =
+            running_here.and_then(|(r, t)| p.stats_finalize_running.as_ref().map(|k| (k, r, t)));
+        // The one-pass kernel that updates the running statistics itself.
+        let running_one_pass = running_here.and_then(|(r, t)| {
+            let (kernel, _, _) =
+                plan.one_pass(&p.forward_fused_running, &p.forward_thin_running, 0)?;
+            Some((kernel, r, t))
+        });
         let mut running_done = false;
 
         let mut steps = Vec::new();
@@ -189,7 +198,26 @@ impl BatchNorm {
                     y: piece.of(bufs.y),
                     z: residual.map_or(dummy, |z| piece.of(z)),
                 };
-                self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
+                match running_one_pass {
+                    Some((kernel, r, t)) => {
+                        let bindings = ForwardOnePassRunningBindings {
+                            x: bindings.x,
+                            gamma,
+                            beta,
+                            chan,
+                            save_mean: s.mean,
+                            save_invstd: s.invstd,
+                            y: bindings.y,
+                            z: bindings.z,
+                            running_mean: r.mean,
+                            running_var: r.var,
+                            num_batches_tracked: t,
+                        };
+                        self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
+                        running_done = true;
+                    }
+                    None => self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups),
+                }
             }
             (None, Some(s), _) if given.is_some() || !empty => {
                 let stats = match given {

@@ -173,12 +173,16 @@ fn each_path_dispatches_its_kernels() {
         true => vec![partial, "stats_finalize_running", normalize],
         false => vec![partial, "stats_finalize", "running_update", normalize],
     };
-    let one_pass = |kernel| match fused {
-        true => vec![kernel, "running_update"],
-        false => split("stats_partial", "normalize"),
+    // The one-pass kernels update the running statistics themselves where it binds eleven.
+    let eleven = gpu.device.limits().max_storage_buffers_per_shader_stage >= 11;
+    let one_pass = |kernel: &'static str, running: &'static str| match (fused, eleven) {
+        (true, true) => vec![running],
+        (true, false) => vec![kernel, "running_update"],
+        (false, _) => split("stats_partial", "normalize"),
     };
+    let thin = one_pass("forward_thin", "forward_thin_running");
     let thin_rows = match fused {
-        true => one_pass("forward_thin"),
+        true => thin.clone(),
         false => split("stats_partial_rows", "normalize_vec4"),
     };
     let cases: [(&[usize], Layout, bool, Vec<&str>); 8] = [
@@ -186,14 +190,9 @@ fn each_path_dispatches_its_kernels() {
             &[4, 3, 9, 11],
             Layout::ChannelsFirst,
             true,
-            one_pass("forward_fused"),
+            one_pass("forward_fused", "forward_fused_running"),
         ),
-        (
-            &[2, 300, 5],
-            Layout::ChannelsFirst,
-            true,
-            one_pass("forward_thin"),
-        ),
+        (&[2, 300, 5], Layout::ChannelsFirst, true, thin),
         // Channel-innermost, at most THIN_MAX_COUNT values per channel: the same kernel.
         (&[6, 300], Layout::ChannelsFirst, true, thin_rows.clone()),
         (&[2, 3, 5, 40], Layout::ChannelsLast, true, thin_rows),
@@ -295,8 +294,9 @@ fn each_path_dispatches_its_kernels() {
     assert_eq!(got, want, "folded plan");
 }
 
-/// Where a training forward updates the running statistics: in its finalize pass
-/// (`stats_finalize_running`) on a device that binds nine storage buffers, with a fixed
+/// Where a training forward updates the running statistics: in the pass that makes the
+/// statistics (`stats_finalize_running` on a device that binds nine storage buffers,
+/// `forward_fused_running` / `forward_thin_running` on one that binds eleven) with a fixed
 /// momentum; else in `running_update`, which increments `num_batches_tracked` in the same
 /// dispatch except for the cumulative average (momentum `None`), whose channels all read
 /// the old count: there a second dispatch increments it. Each way against the reference,
@@ -306,45 +306,45 @@ fn where_the_running_statistics_are_updated() {
     let gpu = gpu();
     let mut rng = rng();
     let (device8, queue8) = device_with(|l| l.max_storage_buffers_per_shader_stage = 8);
-    let nine = gpu.device.limits().max_storage_buffers_per_shader_stage >= 9;
     let split = TensorShape::channels_first(&[8, 6, 17, 19]).unwrap();
     let one_pass = TensorShape::channels_first(&[4, 3, 9, 11]).unwrap();
-    let separate = |counts: usize| {
-        let mut v = vec!["stats_finalize"];
-        v.extend(vec!["running_update"; counts]);
-        v
-    };
-    let cases = [
-        (&split, Some(0.1), true, nine, "stats_finalize_running"),
-        (&split, None, true, false, ""),
-        (&one_pass, Some(0.1), false, false, ""),
-        (&one_pass, None, false, false, ""),
-    ];
-    for (shape, momentum, split_path, in_finalize, finalize) in cases {
-        let config = BatchNormConfig::new(shape.channels()).momentum(momentum);
-        let case = format!("{:?} momentum {momentum:?}", shape.dims());
-        for (device, queue, limit8) in [(&gpu.device, &gpu.queue, false), (&device8, &queue8, true)]
-        {
-            let mut bn = BatchNorm::new(device, config).unwrap();
-            if split_path {
-                bn = bn.without_one_pass_kernels();
+    for (shape, split_path) in [(&split, true), (&one_pass, false)] {
+        for momentum in [Some(0.1), None] {
+            let config = BatchNormConfig::new(shape.channels()).momentum(momentum);
+            for (device, queue) in [(&gpu.device, &gpu.queue), (&device8, &queue8)] {
+                let storage = device.limits().max_storage_buffers_per_shader_stage;
+                let case = format!(
+                    "{:?} momentum {momentum:?}, {storage} storage buffers",
+                    shape.dims()
+                );
+                let mut bn = BatchNorm::new(device, config).unwrap();
+                if split_path {
+                    bn = bn.without_one_pass_kernels();
+                }
+                let bufs = TrainBufs::new(device, shape);
+                let got: Vec<&str> = bn
+                    .forward_dispatches(Mode::Train, shape, &bufs.forward())
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.kernel)
+                    .collect();
+                let updates = vec!["running_update"; if momentum.is_some() { 1 } else { 2 }];
+                let want = match (split_path, momentum.is_some(), storage) {
+                    (true, true, 9..) => {
+                        vec!["stats_partial", "stats_finalize_running", "normalize"]
+                    }
+                    (true, _, _) => [
+                        &["stats_partial", "stats_finalize"][..],
+                        &updates,
+                        &["normalize"],
+                    ]
+                    .concat(),
+                    (false, true, 11..) => vec!["forward_fused_running"],
+                    (false, _, _) => [&["forward_fused"][..], &updates].concat(),
+                };
+                assert_eq!(got, want, "{case}");
+                check_on(queue, &bn, Mode::Train, shape, ORDINARY, TOL, &mut rng);
             }
-            let bufs = TrainBufs::new(device, shape);
-            let got: Vec<&str> = bn
-                .forward_dispatches(Mode::Train, shape, &bufs.forward())
-                .unwrap()
-                .iter()
-                .map(|d| d.kernel)
-                .filter(|k| k.starts_with("stats_finalize") || *k == "running_update")
-                .collect();
-            let counts = if momentum.is_some() { 1 } else { 2 };
-            let want = match (in_finalize && !limit8, split_path) {
-                (true, _) => vec![finalize],
-                (false, true) => separate(counts),
-                (false, false) => vec!["running_update"; counts],
-            };
-            assert_eq!(got, want, "{case}, eight storage buffers {limit8}");
-            check_on(queue, &bn, Mode::Train, shape, ORDINARY, TOL, &mut rng);
         }
     }
 }

@@ -136,7 +136,13 @@ fn dispatch_profiler_refusals() {
     let c = 3;
     let shape = TensorShape::channels_first(&[2, c, 4]).unwrap();
     let b = TrainBufs::new(&dev.device, &shape);
-    let bn = BatchNorm::new(&dev.device, BatchNormConfig::new(c)).unwrap();
+    // The separate passes: several dispatches.
+    let layer = || {
+        BatchNorm::new(&dev.device, BatchNormConfig::new(c))
+            .unwrap()
+            .without_one_pass_kernels()
+    };
+    let bn = layer();
     let needed = bn
         .forward_dispatches(Mode::Train, &shape, &b.forward())
         .unwrap()
@@ -147,8 +153,7 @@ fn dispatch_profiler_refusals() {
     let other = Dev::plain();
     let foreign = Arc::new(DispatchProfiler::new(&other.device, 64).unwrap());
     let mut encoder = dev.device.create_command_encoder(&Default::default());
-    let e = BatchNorm::new(&dev.device, BatchNormConfig::new(c))
-        .unwrap()
+    let e = layer()
         .with_profiler(small.clone())
         .forward(&mut encoder, Mode::Train, &shape, &b.forward())
         .unwrap_err();
@@ -157,8 +162,7 @@ fn dispatch_profiler_refusals() {
         "{e}"
     );
     assert_eq!(small.pending(), 0, "a refused call reserves nothing");
-    let e = BatchNorm::new(&dev.device, BatchNormConfig::new(c))
-        .unwrap()
+    let e = layer()
         .with_profiler(foreign.clone())
         .forward(&mut encoder, Mode::Train, &shape, &b.forward())
         .unwrap_err();
