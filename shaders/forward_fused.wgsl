@@ -5,7 +5,7 @@
 // `normalize.wgsl` restricted to its channel, with the same arithmetic in the same order,
 // so the statistics and y are those of the three passes. The second read of the channel
 // follows the first within the workgroup, so it comes from cache rather than memory, and two
-// dispatches and their barriers are saved. Writes chan[C + c] for `running_update.wgsl`;
+// dispatches and their barriers are saved. Hands chan[C + c] to `running_update.wgsl`;
 // built a second time as `forward_fused_running` (with `one_pass_running.wgsl` and
 // `running_stats.wgsl` appended, `running_none.wgsl` otherwise), which updates the running
 // statistics itself as `stats_finalize_running` does.
@@ -75,7 +75,6 @@ fn main(
             let f = forward_channel(record_welford(welford_record(r)), g, b);
             save_mean[c] = f.mean;
             save_invstd[c] = f.invstd;
-            chan[p.channels + c] = f.stats;
             running_channel(c, f.stats);
             coeffs = f.coeffs;
         }

@@ -5,7 +5,7 @@
 // `stats_finalize.wgsl` does (`forward_channel`), and writes y as `normalize.wgsl` does,
 // re-reading its few values. No workgroup reduction: a workgroup serves 256 channels, where
 // `forward_fused.wgsl` would spend a whole workgroup on a channel of a few values.
-// Same bindings as `forward_fused.wgsl`; writes chan[C + c] for `running_update.wgsl` (and
+// Same bindings as `forward_fused.wgsl`; hands chan[C + c] to `running_update.wgsl` (and
 // not chan[c]: the coefficients stay in registers), or, as `forward_thin_running`, updates
 // the running statistics itself (see `forward_fused.wgsl`).
 // CPU twin: `reference::batch_stats` and `reference::forward`.
@@ -54,7 +54,6 @@ fn main(
         let f = forward_channel(record_welford(welford_record(w)), g, b);
         save_mean[c] = f.mean;
         save_invstd[c] = f.invstd;
-        chan[p.channels + c] = f.stats;
         running_channel(c, f.stats);
         walk = walk_from(0u, 1u);
         k = 0u;

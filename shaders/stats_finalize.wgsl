@@ -4,6 +4,7 @@
 // per-channel coefficients that `normalize.wgsl` applies:
 //   chan[c]     = (shift, scale, bias, 0)   with y = (x - shift) * scale + bias
 //   chan[C + c] = (mean, biased variance, count, 0)   read by `running_update.wgsl`
+// (written by the `running_channel` hook; not by `stats_finalize_running`)
 // (`forward_channel` in common.wgsl).
 // Two kernels from this file: `stats_finalize` (with `running_none.wgsl` appended: the
 // running statistics are `running_update.wgsl`'s) and, where the device binds nine storage
@@ -51,7 +52,6 @@ fn main(
             save_mean[c] = f.mean;
             save_invstd[c] = f.invstd;
             chan[c] = f.coeffs;
-            chan[p.channels + c] = f.stats;
             running_channel(c, f.stats);
         }
     }
