@@ -200,20 +200,8 @@ impl BatchNorm {
                 };
                 match running_one_pass {
                     Some((kernel, r, t)) => {
-                        let bindings = ForwardOnePassRunningBindings {
-                            x: bindings.x,
-                            gamma,
-                            beta,
-                            chan,
-                            save_mean: s.mean,
-                            save_invstd: s.invstd,
-                            y: bindings.y,
-                            z: bindings.z,
-                            running_mean: r.mean,
-                            running_var: r.var,
-                            num_batches_tracked: t,
-                        };
-                        self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups);
+                        let bindings = bindings.with_running(r.mean, r.var, t).slices();
+                        self.dispatch(&mut steps, kernel, &params, &bindings, groups);
                         running_done = true;
                     }
                     None => self.dispatch(&mut steps, kernel, &params, &bindings.slices(), groups),
@@ -226,31 +214,24 @@ impl BatchNorm {
                         .record_stats_partials(&mut steps, shape, &plan, flags, bufs.x, &scratch)?,
                 };
                 let groups = self.merge_groups(global_plan, shape.channels());
-                if let Some((kernel, r, t)) = running_in_finalize {
-                    let bindings = StatsFinalizeRunningBindings {
-                        partials: stats,
-                        gamma,
-                        beta,
-                        chan,
-                        save_mean: s.mean,
-                        save_invstd: s.invstd,
-                        running_mean: r.mean,
-                        running_var: r.var,
-                        num_batches_tracked: t,
-                    };
-                    self.dispatch(&mut steps, kernel, &global, &bindings.slices(), groups);
-                    running_done = true;
-                } else {
-                    let bindings = StatsFinalizeBindings {
-                        partials: stats,
-                        gamma,
-                        beta,
-                        chan,
-                        save_mean: s.mean,
-                        save_invstd: s.invstd,
-                    };
-                    let finalize = &p.stats_finalize;
-                    self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
+                let bindings = StatsFinalizeBindings {
+                    partials: stats,
+                    gamma,
+                    beta,
+                    chan,
+                    save_mean: s.mean,
+                    save_invstd: s.invstd,
+                };
+                match running_in_finalize {
+                    Some((kernel, r, t)) => {
+                        let bindings = bindings.with_running(r.mean, r.var, t).slices();
+                        self.dispatch(&mut steps, kernel, &global, &bindings, groups);
+                        running_done = true;
+                    }
+                    None => {
+                        let finalize = &p.stats_finalize;
+                        self.dispatch(&mut steps, finalize, &global, &bindings.slices(), groups);
+                    }
                 }
             }
             (None, Some(_), _) => {}

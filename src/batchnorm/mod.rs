@@ -9,9 +9,8 @@ use crate::config::{BatchNormConfig, DType, Epilogue, Mode, Reduction, VarianceC
 use crate::error::{BatchNormError, Result};
 use crate::kernels::{
     BackwardDxBindings, BackwardFinalizeBindings, BackwardOnePassBindings, BackwardPartialBindings,
-    BackwardPrepBindings, EvalCoeffsBindings, ForwardOnePassBindings,
-    ForwardOnePassRunningBindings, MergeBindings, NormalizeBindings, RunningUpdateBindings,
-    StatsFinalizeBindings, StatsFinalizeRunningBindings, StatsPartialBindings,
+    BackwardPrepBindings, EvalCoeffsBindings, ForwardOnePassBindings, MergeBindings,
+    NormalizeBindings, RunningUpdateBindings, StatsFinalizeBindings, StatsPartialBindings,
 };
 use crate::kernels::{
     FLAG_ACCUMULATE_GRADS, FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY,

@@ -1,0 +1,212 @@
+//! Each kernel's storage bindings as a named struct (`bindings!`): the one list of the
+//! names, element sizes and accesses that the call sites fill, the pipeline layouts take
+//! (through `KernelSpec`) and `contract.rs` checks against the WGSL.
+
+/// A kernel's storage bindings as a struct whose fields are named as the WGSL declares
+/// them, in binding order, with their element sizes: call sites name every buffer they
+/// bind (`Bindings { x, partials }`), and [`KernelSpec`] takes names and sizes from here.
+///
+/// A field marked `read` (`x: 4 read`) is bound read-only: `var<storage, read>` in the WGSL
+/// and a read-only storage entry in the layout, which lets a driver read it through its
+/// non-coherent cache (on an H200 the statistics alone took 7-9% less time, BENCHMARKS.md,
+/// "read-only inputs"). wgpu rejects one buffer bound read-only and read-write in one
+/// dispatch, and callers may hand out slices of one pooled buffer, so only kernels that
+/// write nothing but the crate's own scratch (`partials`, `chan`) mark their inputs `read`
+/// (checked by `read_only_inputs_beside_scratch_only` in src/kernels/contract.rs).
+macro_rules! bindings {
+    ($(#[$doc:meta])* $ty:ident { $($field:ident: $size:literal $($read:ident)?),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct $ty<'a> {
+            $(pub $field: wgpu::BufferSlice<'a>,)*
+        }
+
+        impl<'a> $ty<'a> {
+            pub(crate) const SIZES: &'static [u64] = &[$($size),*];
+            pub(crate) const READ_ONLY: &'static [bool] = &[$(read_only!($($read)?)),*];
+            /// As `SIZES` for the vec4 twin of a kernel (`*_vec4.wgsl`), which binds the
+            /// same buffers with the tensors (element size 4) as vec4s.
+            #[allow(dead_code)]
+            pub(crate) const VEC4_SIZES: &'static [u64] =
+                &[$(if $size == 4 { 16 } else { $size }),*];
+            #[cfg(test)]
+            pub(crate) const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The slices in binding order (bindings 1, 2, ...).
+            pub(crate) fn slices(&self) -> Vec<wgpu::BufferSlice<'a>> {
+                vec![$(self.$field),*]
+            }
+        }
+    };
+}
+
+/// `true` for a `read` field of [`bindings!`], `false` for an unmarked one.
+macro_rules! read_only {
+    (read) => {
+        true
+    };
+    () => {
+        false
+    };
+}
+
+bindings!(
+    /// `stats_partial.wgsl`, `stats_partial_rows.wgsl`.
+    StatsPartialBindings { x: 4 read, partials: 16 }
+);
+bindings!(
+    /// `stats_finalize.wgsl`.
+    StatsFinalizeBindings { partials: 16, gamma: 4, beta: 4, chan: 16, save_mean: 4, save_invstd: 4 }
+);
+bindings!(
+    /// `stats_finalize.wgsl` + `stats_finalize_running.wgsl`: the finalize's bindings, then
+    /// the running statistics'.
+    StatsFinalizeRunningBindings {
+        partials: 16,
+        gamma: 4,
+        beta: 4,
+        chan: 16,
+        save_mean: 4,
+        save_invstd: 4,
+        running_mean: 4,
+        running_var: 4,
+        num_batches_tracked: 8,
+    }
+);
+bindings!(
+    /// `eval_coeffs.wgsl`.
+    EvalCoeffsBindings { running_mean: 4, running_var: 4, gamma: 4, beta: 4, chan: 16 }
+);
+bindings!(
+    /// `running_update.wgsl`.
+    RunningUpdateBindings {
+        chan: 16,
+        running_mean: 4,
+        running_var: 4,
+        num_batches_tracked: 8,
+        skipped_batches: 4,
+    }
+);
+bindings!(
+    /// `normalize.wgsl`.
+    NormalizeBindings { x: 4, chan: 16, y: 4, z: 4 }
+);
+bindings!(
+    /// `backward_prep.wgsl`.
+    BackwardPrepBindings { stat_a: 4, stat_b: 4, gamma: 4, chan: 16 }
+);
+bindings!(
+    /// `backward_partial.wgsl`, `backward_partial_rows.wgsl`.
+    BackwardPartialBindings { x: 4 read, dy: 4 read, chan: 16, partials: 16, y: 4 read }
+);
+bindings!(
+    /// `backward_finalize.wgsl`.
+    BackwardFinalizeBindings { partials: 16, chan: 16, dgamma: 4, dbeta: 4 }
+);
+bindings!(
+    /// `stats_merge.wgsl`, `backward_merge.wgsl`.
+    MergeBindings { a: 16, b: 16, out: 16 }
+);
+bindings!(
+    /// `backward_dx.wgsl`.
+    BackwardDxBindings { x: 4, dy: 4, chan: 16, dx: 4, y: 4, dz: 4 }
+);
+bindings!(
+    /// `forward_fused.wgsl`, `forward_thin.wgsl`.
+    ForwardOnePassBindings {
+        x: 4,
+        gamma: 4,
+        beta: 4,
+        chan: 16,
+        save_mean: 4,
+        save_invstd: 4,
+        y: 4,
+        z: 4,
+    }
+);
+bindings!(
+    /// `forward_fused.wgsl`, `forward_thin.wgsl` + `one_pass_running.wgsl`: the one-pass
+    /// bindings, then the running statistics'.
+    ForwardOnePassRunningBindings {
+        x: 4,
+        gamma: 4,
+        beta: 4,
+        chan: 16,
+        save_mean: 4,
+        save_invstd: 4,
+        y: 4,
+        z: 4,
+        running_mean: 4,
+        running_var: 4,
+        num_batches_tracked: 8,
+    }
+);
+bindings!(
+    /// `backward_fused.wgsl`, `backward_thin.wgsl`.
+    BackwardOnePassBindings { x: 4, dy: 4, chan: 16, dgamma: 4, dbeta: 4, dx: 4, y: 4, dz: 4 }
+);
+
+impl<'a> StatsFinalizeBindings<'a> {
+    /// These bindings and the running statistics' (`stats_finalize_running`).
+    pub(crate) fn with_running(
+        self,
+        running_mean: wgpu::BufferSlice<'a>,
+        running_var: wgpu::BufferSlice<'a>,
+        num_batches_tracked: wgpu::BufferSlice<'a>,
+    ) -> StatsFinalizeRunningBindings<'a> {
+        let Self {
+            partials,
+            gamma,
+            beta,
+            chan,
+            save_mean,
+            save_invstd,
+        } = self;
+        StatsFinalizeRunningBindings {
+            partials,
+            gamma,
+            beta,
+            chan,
+            save_mean,
+            save_invstd,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+        }
+    }
+}
+
+impl<'a> ForwardOnePassBindings<'a> {
+    /// These bindings and the running statistics' (`forward_fused_running`,
+    /// `forward_thin_running`).
+    pub(crate) fn with_running(
+        self,
+        running_mean: wgpu::BufferSlice<'a>,
+        running_var: wgpu::BufferSlice<'a>,
+        num_batches_tracked: wgpu::BufferSlice<'a>,
+    ) -> ForwardOnePassRunningBindings<'a> {
+        let Self {
+            x,
+            gamma,
+            beta,
+            chan,
+            save_mean,
+            save_invstd,
+            y,
+            z,
+        } = self;
+        ForwardOnePassRunningBindings {
+            x,
+            gamma,
+            beta,
+            chan,
+            save_mean,
+            save_invstd,
+            y,
+            z,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+        }
+    }
+}
