@@ -6,10 +6,11 @@
 // Keras-style momentum), and m = 1 / num_batches_tracked (after the increment) when momentum
 // is None (cumulative average). num_batches_tracked is a 64-bit count, as PyTorch's int64:
 // two u32 words, low first (a little-endian u64), so it does not wrap after 2^32 batches.
-// The update and the count: `running_stats.wgsl`, appended. Where the device binds nine
-// storage buffers, a training forward with a fixed momentum updates the running statistics
-// in its finalize pass instead (`stats_finalize_running`), and this kernel serves the
-// other cases.
+// The update and the count: `running_stats.wgsl`, appended. A training forward with a
+// fixed momentum updates the running statistics in the pass that makes the statistics
+// instead where the device binds enough storage buffers (`stats_finalize_running`: nine;
+// `forward_fused_running`, `forward_thin_running`: eleven); this kernel serves the other
+// cases.
 // The channels in parallel over any number of workgroups. With a fixed momentum no channel
 // reads the count, and the first invocation increments it in the same dispatch; with
 // FLAG_CUMULATIVE every channel reads the old count, and a second dispatch with
