@@ -40,6 +40,36 @@ macro_rules! bindings {
     };
 }
 
+/// A kernel's bindings ([`bindings!`]) and those of its twin that updates the running
+/// statistics, the same with `running_mean`, `running_var` and `num_batches_tracked`
+/// appended (`running_stats.wgsl`), and `with_running`, which makes the twin's from the
+/// kernel's: one list of the shared fields for both.
+macro_rules! bindings_with_running {
+    (
+        $(#[$doc:meta])* $ty:ident,
+        $(#[$twin_doc:meta])* $twin:ident { $($field:ident: $size:literal),* $(,)? }
+    ) => {
+        bindings!($(#[$doc])* $ty { $($field: $size),* });
+        bindings!(
+            $(#[$twin_doc])*
+            $twin { $($field: $size,)* running_mean: 4, running_var: 4, num_batches_tracked: 8 }
+        );
+
+        impl<'a> $ty<'a> {
+            /// These bindings and the running statistics', for the twin kernel.
+            pub(crate) fn with_running(
+                self,
+                running_mean: wgpu::BufferSlice<'a>,
+                running_var: wgpu::BufferSlice<'a>,
+                num_batches_tracked: wgpu::BufferSlice<'a>,
+            ) -> $twin<'a> {
+                let Self { $($field),* } = self;
+                $twin { $($field,)* running_mean, running_var, num_batches_tracked }
+            }
+        }
+    };
+}
+
 /// `true` for a `read` field of [`bindings!`], `false` for an unmarked one.
 macro_rules! read_only {
     (read) => {
@@ -53,25 +83,6 @@ macro_rules! read_only {
 bindings!(
     /// `stats_partial.wgsl`, `stats_partial_rows.wgsl`.
     StatsPartialBindings { x: 4 read, partials: 16 }
-);
-bindings!(
-    /// `stats_finalize.wgsl`.
-    StatsFinalizeBindings { partials: 16, gamma: 4, beta: 4, chan: 16, save_mean: 4, save_invstd: 4 }
-);
-bindings!(
-    /// `stats_finalize.wgsl` + `stats_finalize_running.wgsl`: the finalize's bindings, then
-    /// the running statistics'.
-    StatsFinalizeRunningBindings {
-        partials: 16,
-        gamma: 4,
-        beta: 4,
-        chan: 16,
-        save_mean: 4,
-        save_invstd: 4,
-        running_mean: 4,
-        running_var: 4,
-        num_batches_tracked: 8,
-    }
 );
 bindings!(
     /// `eval_coeffs.wgsl`.
@@ -112,21 +123,26 @@ bindings!(
     BackwardDxBindings { x: 4, dy: 4, chan: 16, dx: 4, y: 4, dz: 4 }
 );
 bindings!(
-    /// `forward_fused.wgsl`, `forward_thin.wgsl`.
-    ForwardOnePassBindings {
-        x: 4,
+    /// `backward_fused.wgsl`, `backward_thin.wgsl`.
+    BackwardOnePassBindings { x: 4, dy: 4, chan: 16, dgamma: 4, dbeta: 4, dx: 4, y: 4, dz: 4 }
+);
+bindings_with_running!(
+    /// `stats_finalize.wgsl`.
+    StatsFinalizeBindings,
+    /// `stats_finalize.wgsl` + `stats_finalize_running.wgsl`.
+    StatsFinalizeRunningBindings {
+        partials: 16,
         gamma: 4,
         beta: 4,
         chan: 16,
         save_mean: 4,
         save_invstd: 4,
-        y: 4,
-        z: 4,
     }
 );
-bindings!(
-    /// `forward_fused.wgsl`, `forward_thin.wgsl` + `one_pass_running.wgsl`: the one-pass
-    /// bindings, then the running statistics'.
+bindings_with_running!(
+    /// `forward_fused.wgsl`, `forward_thin.wgsl`.
+    ForwardOnePassBindings,
+    /// `forward_fused.wgsl`, `forward_thin.wgsl` + `one_pass_running.wgsl`.
     ForwardOnePassRunningBindings {
         x: 4,
         gamma: 4,
@@ -136,77 +152,5 @@ bindings!(
         save_invstd: 4,
         y: 4,
         z: 4,
-        running_mean: 4,
-        running_var: 4,
-        num_batches_tracked: 8,
     }
 );
-bindings!(
-    /// `backward_fused.wgsl`, `backward_thin.wgsl`.
-    BackwardOnePassBindings { x: 4, dy: 4, chan: 16, dgamma: 4, dbeta: 4, dx: 4, y: 4, dz: 4 }
-);
-
-impl<'a> StatsFinalizeBindings<'a> {
-    /// These bindings and the running statistics' (`stats_finalize_running`).
-    pub(crate) fn with_running(
-        self,
-        running_mean: wgpu::BufferSlice<'a>,
-        running_var: wgpu::BufferSlice<'a>,
-        num_batches_tracked: wgpu::BufferSlice<'a>,
-    ) -> StatsFinalizeRunningBindings<'a> {
-        let Self {
-            partials,
-            gamma,
-            beta,
-            chan,
-            save_mean,
-            save_invstd,
-        } = self;
-        StatsFinalizeRunningBindings {
-            partials,
-            gamma,
-            beta,
-            chan,
-            save_mean,
-            save_invstd,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-        }
-    }
-}
-
-impl<'a> ForwardOnePassBindings<'a> {
-    /// These bindings and the running statistics' (`forward_fused_running`,
-    /// `forward_thin_running`).
-    pub(crate) fn with_running(
-        self,
-        running_mean: wgpu::BufferSlice<'a>,
-        running_var: wgpu::BufferSlice<'a>,
-        num_batches_tracked: wgpu::BufferSlice<'a>,
-    ) -> ForwardOnePassRunningBindings<'a> {
-        let Self {
-            x,
-            gamma,
-            beta,
-            chan,
-            save_mean,
-            save_invstd,
-            y,
-            z,
-        } = self;
-        ForwardOnePassRunningBindings {
-            x,
-            gamma,
-            beta,
-            chan,
-            save_mean,
-            save_invstd,
-            y,
-            z,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-        }
-    }
-}
