@@ -146,20 +146,34 @@ macro_rules! kernel {
     };
 }
 
+/// A kernel that makes the statistics and its twin that also updates the running
+/// statistics, from the same main file: the kernel with `running_none.wgsl` appended (it
+/// hands each channel's statistics to `running_update`), the twin with `$tail` (the running
+/// statistics' bindings) and `running_stats.wgsl` (the update), bound by a pair of
+/// `bindings_with_running!` structs.
+macro_rules! kernels_with_running {
+    (
+        $plain:ident = $file:literal, $bindings:ident;
+        $twin:ident = $twin_name:literal, $twin_bindings:ident, $tail:literal
+    ) => {
+        pub(crate) const $plain: KernelSpec =
+            kernel!($file, $bindings, SIZES, [$file, "running_none"]);
+        pub(crate) const $twin: KernelSpec = kernel!(
+            $twin_name,
+            $twin_bindings,
+            SIZES,
+            [$file, $tail, "running_stats"]
+        );
+    };
+}
+
 pub(crate) const STATS_PARTIAL: KernelSpec = kernel!("stats_partial", StatsPartialBindings);
 pub(crate) const STATS_PARTIAL_ROWS: KernelSpec =
     kernel!("stats_partial_rows", StatsPartialBindings);
-pub(crate) const STATS_FINALIZE: KernelSpec = kernel!(
-    "stats_finalize",
-    StatsFinalizeBindings,
-    SIZES,
-    ["stats_finalize", "running_none"]
-);
-pub(crate) const STATS_FINALIZE_RUNNING: KernelSpec = kernel!(
-    "stats_finalize_running",
-    StatsFinalizeRunningBindings,
-    SIZES,
-    ["stats_finalize", "stats_finalize_running", "running_stats"]
+kernels_with_running!(
+    STATS_FINALIZE = "stats_finalize", StatsFinalizeBindings;
+    STATS_FINALIZE_RUNNING = "stats_finalize_running", StatsFinalizeRunningBindings,
+        "stats_finalize_running"
 );
 pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", EvalCoeffsBindings);
 pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!(
@@ -183,30 +197,16 @@ pub(crate) const BACKWARD_MERGE: KernelSpec = kernel!("backward_merge", MergeBin
 pub(crate) const BACKWARD_DX: KernelSpec = kernel!("backward_dx", BackwardDxBindings);
 pub(crate) const BACKWARD_DX_VEC4: KernelSpec =
     kernel!("backward_dx_vec4", BackwardDxBindings, VEC4_SIZES);
-pub(crate) const FORWARD_FUSED: KernelSpec = kernel!(
-    "forward_fused",
-    ForwardOnePassBindings,
-    SIZES,
-    ["forward_fused", "running_none"]
-);
-pub(crate) const FORWARD_FUSED_RUNNING: KernelSpec = kernel!(
-    "forward_fused_running",
-    ForwardOnePassRunningBindings,
-    SIZES,
-    ["forward_fused", "one_pass_running", "running_stats"]
+kernels_with_running!(
+    FORWARD_FUSED = "forward_fused", ForwardOnePassBindings;
+    FORWARD_FUSED_RUNNING = "forward_fused_running", ForwardOnePassRunningBindings,
+        "one_pass_running"
 );
 pub(crate) const BACKWARD_FUSED: KernelSpec = kernel!("backward_fused", BackwardOnePassBindings);
-pub(crate) const FORWARD_THIN: KernelSpec = kernel!(
-    "forward_thin",
-    ForwardOnePassBindings,
-    SIZES,
-    ["forward_thin", "running_none"]
-);
-pub(crate) const FORWARD_THIN_RUNNING: KernelSpec = kernel!(
-    "forward_thin_running",
-    ForwardOnePassRunningBindings,
-    SIZES,
-    ["forward_thin", "one_pass_running", "running_stats"]
+kernels_with_running!(
+    FORWARD_THIN = "forward_thin", ForwardOnePassBindings;
+    FORWARD_THIN_RUNNING = "forward_thin_running", ForwardOnePassRunningBindings,
+        "one_pass_running"
 );
 pub(crate) const BACKWARD_THIN: KernelSpec = kernel!("backward_thin", BackwardOnePassBindings);
 
