@@ -1,12 +1,12 @@
-// Eval forward with running statistics: per-channel coefficients for `normalize.wgsl`:
-//   chan[c] = (running_mean, gamma / sqrt(running_var + eps), beta, 0)
-// so that y = (x - running_mean) * scale + beta.
+// Eval forward with running statistics, where the normalize pass does not compute the
+// coefficients itself (`normalize_vec4_eval`: the scalar pass, invocations that walk the
+// channels, more recomputation than the tuning allows, or a device that binds fewer than
+// 7 storage buffers): each channel's coefficients (`coeffs_running.wgsl`, appended) stored
+// in chan[c] for `coeffs_chan.wgsl`.
 // CPU twin: `reference::forward` (eval branch).
 
-@group(0) @binding(1) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(2) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gamma: array<f32>;
-@group(0) @binding(4) var<storage, read_write> beta: array<f32>;
+// running_mean, running_var, gamma, beta (`coeffs_running.wgsl`) at bindings 1 to 4.
+const COEFFS: u32 = 1u;
 @group(0) @binding(5) var<storage, read_write> chan: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)
@@ -17,13 +17,6 @@ fn main(
 ) {
     let stride = nwg.x * nwg.y * WG;
     for (var c = linear_workgroup(wid, nwg) * WG + lid; c < p.channels; c = c + stride) {
-        var g = 1.0;
-        var b = 0.0;
-        if ((p.flags & FLAG_AFFINE) != 0u) {
-            g = gamma[c];
-            b = beta[c];
-        }
-        let invstd = 1.0 / sqrt(running_var[c] + p.eps);
-        chan[c] = vec4<f32>(running_mean[c], g * invstd, b, 0.0);
+        chan[c] = coefficients(c);
     }
 }

@@ -16,13 +16,18 @@
 // CPU twin: `reference::forward`.
 
 @group(0) @binding(1) var<storage, read_write> x: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read_write> chan: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
 // The residual z of `relu(bn(x) + z)` (FLAG_RESIDUAL); an unused binding otherwise.
-@group(0) @binding(4) var<storage, read_write> z: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read_write> z: array<vec4<T>>;
+// The coefficients' bindings start here: `coeffs_chan.wgsl` appended (`normalize_vec4`),
+// or `coeffs_running.wgsl` (`normalize_vec4_eval`: an eval forward with running statistics
+// in one dispatch, each invocation computing its channels' coefficients; where that would
+// compute them more often per channel than `Tuning::one_pass_eval_recomputes` allows, or
+// where the invocations walk the channels, `eval_coeffs.wgsl` stores them first).
+const COEFFS: u32 = 4u;
 
 // `normalized` of four elements, with the specialization's epilogue. q0 .. q3 are their
-// channels' chan records (shift, scale, bias, 0).
+// channels' coefficients (shift, scale, bias, 0).
 fn normalized4(xv: vec4<T>, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>, v: u32) -> vec4<T> {
     let shift = vec4<f32>(q0.x, q1.x, q2.x, q3.x);
     let scale = vec4<f32>(q0.y, q1.y, q2.y, q3.y);
@@ -50,7 +55,7 @@ fn main(
     if (stride == 0u && p.inner != 1u) {
         var walk = flat_walk_from(p.base + 4u * t, 4u * threads);
         for (var v = t; v < n; v = v + threads) {
-            let q = chan[walk.c];
+            let q = coefficients(walk.c);
             walk = flat_walk_next(walk);
             y[v] = normalized4(x[v], q, q, q, q, v);
         }
@@ -60,14 +65,14 @@ fn main(
         return;
     }
     let c = vec4_channel(t);
-    let q0 = chan[c];
+    let q0 = coefficients(c);
     var q1 = q0;
     var q2 = q0;
     var q3 = q0;
     if (p.inner == 1u) {
-        q1 = chan[c + 1u];
-        q2 = chan[c + 2u];
-        q3 = chan[c + 3u];
+        q1 = coefficients(c + 1u);
+        q2 = coefficients(c + 2u);
+        q3 = coefficients(c + 3u);
     }
     for (var v = t; v < n; v = v + stride) {
         y[v] = normalized4(x[v], q0, q1, q2, q3, v);

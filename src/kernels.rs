@@ -2,11 +2,13 @@
 //! the flag bits, each kernel's bindings (`kernels/bindings.rs`), and the assembled modules
 //! (pipelines are built in `pipelines.rs`).
 //!
-//! Every kernel lives in its own file under `shaders/` (a few are that file with another
+//! Every kernel lives in its own file under `shaders/` (a few are that file with others
 //! appended: `stats_finalize_running` is `stats_finalize.wgsl` with the running statistics'
-//! bindings and update, see [`STATS_FINALIZE_RUNNING`]). A module is assembled as the
-//! prelude generated here from the Rust constants (`wgsl_prelude`: element type, workgroup
-//! size, flag bits) + the shared helpers (`common.wgsl`, `indexing.wgsl`,
+//! bindings and update, see [`STATS_FINALIZE_RUNNING`]; `normalize_vec4` and
+//! `normalize_vec4_eval` are `normalize_vec4.wgsl` with the coefficients read from chan or
+//! computed from the running statistics, see [`NORMALIZE_VEC4_EVAL`]). A module is
+//! assembled as the prelude generated here from the Rust constants (`wgsl_prelude`:
+//! element type, workgroup size, flag bits) + the shared helpers (`common.wgsl`, `indexing.wgsl`,
 //! `shifted_sums.wgsl`, `row_tree.wgsl`: `COMMON`) + one reduction helper
 //! (`reduce_workgroup.wgsl`, or `reduce_subgroup.wgsl` when subgroup operations are used),
 //! then the kernel. The rest of the contract (`Params` and each kernel's bindings) is
@@ -175,16 +177,38 @@ kernels_with_running!(
     STATS_FINALIZE_RUNNING = "stats_finalize_running", StatsFinalizeRunningBindings,
         "stats_finalize_running"
 );
-pub(crate) const EVAL_COEFFS: KernelSpec = kernel!("eval_coeffs", EvalCoeffsBindings);
+pub(crate) const EVAL_COEFFS: KernelSpec = kernel!(
+    "eval_coeffs",
+    EvalCoeffsBindings,
+    SIZES,
+    ["eval_coeffs", "coeffs_running"]
+);
 pub(crate) const RUNNING_UPDATE: KernelSpec = kernel!(
     "running_update",
     RunningUpdateBindings,
     SIZES,
     ["running_update", "running_stats"]
 );
-pub(crate) const NORMALIZE: KernelSpec = kernel!("normalize", NormalizeBindings);
-pub(crate) const NORMALIZE_VEC4: KernelSpec =
-    kernel!("normalize_vec4", NormalizeBindings, VEC4_SIZES);
+// The normalize passes with their coefficients from chan (`coeffs_chan`), and the vec4
+// one's eval twin that computes them from the running statistics (`coeffs_running`).
+pub(crate) const NORMALIZE: KernelSpec = kernel!(
+    "normalize",
+    NormalizeBindings,
+    SIZES,
+    ["normalize", "coeffs_chan"]
+);
+pub(crate) const NORMALIZE_VEC4: KernelSpec = kernel!(
+    "normalize_vec4",
+    NormalizeBindings,
+    VEC4_SIZES,
+    ["normalize_vec4", "coeffs_chan"]
+);
+pub(crate) const NORMALIZE_VEC4_EVAL: KernelSpec = kernel!(
+    "normalize_vec4_eval",
+    NormalizeEvalBindings,
+    VEC4_SIZES,
+    ["normalize_vec4", "coeffs_running"]
+);
 pub(crate) const BACKWARD_PREP: KernelSpec = kernel!("backward_prep", BackwardPrepBindings);
 pub(crate) const BACKWARD_PARTIAL: KernelSpec =
     kernel!("backward_partial", BackwardPartialBindings);
@@ -222,9 +246,13 @@ pub(crate) const FINALIZE_RUNNING_STORAGE: u32 = StatsFinalizeRunningBindings::S
 /// fewer per shader stage update the running statistics in `running_update`.
 pub(crate) const ONE_PASS_RUNNING_STORAGE: u32 = ForwardOnePassRunningBindings::SIZES.len() as u32;
 
+/// Storage buffers `normalize_vec4_eval` binds; devices with fewer per shader stage run
+/// `eval_coeffs` before the normalize pass.
+pub(crate) const NORMALIZE_EVAL_STORAGE: u32 = NormalizeEvalBindings::SIZES.len() as u32;
+
 /// Every kernel, in a fixed order (the order of [`Pipelines`]' fields).
 #[cfg(test)]
-pub(crate) const ALL_KERNELS: [KernelSpec; 22] = [
+pub(crate) const ALL_KERNELS: [KernelSpec; 23] = [
     STATS_PARTIAL,
     STATS_PARTIAL_ROWS,
     STATS_FINALIZE,
@@ -233,6 +261,7 @@ pub(crate) const ALL_KERNELS: [KernelSpec; 22] = [
     RUNNING_UPDATE,
     NORMALIZE,
     NORMALIZE_VEC4,
+    NORMALIZE_VEC4_EVAL,
     BACKWARD_PREP,
     BACKWARD_PARTIAL,
     BACKWARD_PARTIAL_ROWS,

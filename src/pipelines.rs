@@ -156,6 +156,10 @@ pub(crate) struct Pipelines {
     pub normalize: Kernel,
     /// By epilogue.
     pub normalize_vec4: Specialized,
+    /// `normalize_vec4` computing its coefficients from the running statistics (an eval
+    /// forward in one dispatch), by epilogue; `None` on devices that bind fewer than seven
+    /// storage buffers per stage, which run `eval_coeffs` first.
+    pub normalize_vec4_eval: Option<Specialized>,
     pub backward_prep: Kernel,
     /// By record per workgroup or per invocation.
     pub backward_partial: Specialized,
@@ -188,6 +192,7 @@ impl Pipelines {
         let storage = device.limits().max_storage_buffers_per_shader_stage;
         let fused = storage >= FUSED_STORAGE;
         let one_pass_running = storage >= ONE_PASS_RUNNING_STORAGE;
+        let eval_in_one = storage >= NORMALIZE_EVAL_STORAGE;
         Self {
             stats_partial: Specialized::new(device, &STATS_PARTIAL, (subgroups, f16)),
             stats_partial_rows: Specialized::new(device, &STATS_PARTIAL_ROWS, (subgroups, f16)),
@@ -198,6 +203,8 @@ impl Pipelines {
             running_update: k(&RUNNING_UPDATE),
             normalize: k(&NORMALIZE),
             normalize_vec4: Specialized::new(device, &NORMALIZE_VEC4, (subgroups, f16)),
+            normalize_vec4_eval: eval_in_one
+                .then(|| Specialized::new(device, &NORMALIZE_VEC4_EVAL, (subgroups, f16))),
             backward_prep: k(&BACKWARD_PREP),
             backward_partial: Specialized::new(device, &BACKWARD_PARTIAL, (subgroups, f16)),
             backward_partial_rows: Specialized::new(

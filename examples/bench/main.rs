@@ -140,6 +140,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(v) = opts.vec4 {
         tuning.vec4_per_invocation = v;
     }
+    if let Some(v) = opts.eval_recomputes {
+        tuning.one_pass_eval_recomputes = v;
+    }
     if let Some(w) = opts.workgroups {
         tuning.target_workgroups = w;
     }
@@ -148,6 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         || opts.scalar.is_some()
         || opts.merge_width.is_some()
         || opts.invocation_records.is_some()
+        || opts.eval_recomputes.is_some()
         || opts.workgroups.is_some()
     {
         "forced"

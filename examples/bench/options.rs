@@ -20,6 +20,9 @@ pub(crate) struct Options {
     /// Forced `Tuning::invocation_records` (`--invocation-records N`, 0: never), over
     /// either of the above.
     pub(crate) invocation_records: Option<usize>,
+    /// Forced `Tuning::one_pass_eval_recomputes` (`--eval-recomputes N`, 0: never one
+    /// pass), over either of the above.
+    pub(crate) eval_recomputes: Option<usize>,
     /// One submission per repetition, waited for before the next (`--wait-each`).
     pub(crate) wait_each: bool,
     /// Time with the host's clock even where the adapter has timestamp queries
@@ -48,6 +51,7 @@ pub(crate) fn parse_args() -> Result<Options, String> {
         scalar: None,
         merge_width: None,
         invocation_records: None,
+        eval_recomputes: None,
         wait_each: false,
         stats: false,
         per_dispatch: false,
@@ -97,9 +101,13 @@ pub(crate) fn parse_args() -> Result<Options, String> {
                 let v = value("--invocation-records")?;
                 o.invocation_records = Some(count("--invocation-records", v)?)
             }
+            "--eval-recomputes" => {
+                let v = value("--eval-recomputes")?;
+                o.eval_recomputes = Some(count("--eval-recomputes", v)?)
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--invocation-records N] [--wait-each] [--stats] [--per-dispatch] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
+                    "usage: bench [--quick] [--reps N] [--warmup N] [--json PATH] [--case DIMS:LAYOUT ...] [--tuning cpu|gpu] [--vec4 N] [--scalar N] [--merge-width N] [--invocation-records N] [--eval-recomputes N] [--wait-each] [--stats] [--per-dispatch] [--workgroups N] [--host-clock] [--reduction workgroup|subgroup]\n\
                      times training forward, eval forward and backward per shape and layout;\n\
                      --case (repeatable, e.g. 8x64x56x56:NHWC) replaces the suite;\n\
                      --per-dispatch also times each dispatch of a pass (a compute pass each)"

@@ -322,7 +322,7 @@ impl BatchNorm {
                 shape,
                 piece,
                 &params,
-                &bindings.slices(),
+                (&bindings.slices(), &bindings.tensors()),
             );
         }
         Ok(steps)

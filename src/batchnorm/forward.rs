@@ -172,6 +172,18 @@ impl BatchNorm {
             Some((kernel, r, t))
         });
         let mut running_done = false;
+        let tensors = NormalizeTensors {
+            x: bufs.x,
+            y: bufs.y,
+            z: residual,
+            dummy,
+        };
+        // An eval forward with running statistics in one dispatch per piece where the
+        // normalize pass computes the coefficients itself (`one_pass_eval`).
+        let eval_in_one = match (running, saved) {
+            (Some(r), None) if self.one_pass_eval(shape, &plan, tensors) => Some(r),
+            _ => None,
+        };
 
         let mut steps = Vec::new();
         // One pass per channel (statistics, coefficients and y) on the one-pass paths
@@ -235,6 +247,9 @@ impl BatchNorm {
                 }
             }
             (None, Some(_), _) => {}
+            // Eval with running statistics: the normalize pass computes the coefficients
+            // itself, or they are stored first (`eval_coeffs`).
+            (None, None, Some(_)) if eval_in_one.is_some() => {}
             (None, None, Some(r)) => {
                 let bindings = EvalCoeffsBindings {
                     running_mean: r.mean,
@@ -288,30 +303,17 @@ impl BatchNorm {
                 }
             }
         }
-        let separate_normalize = if fused.is_some() {
-            &[][..]
-        } else {
-            &plan.pieces[..]
-        };
-        for piece in separate_normalize {
-            let params = self.params_buffer(shape, &plan, Some(piece), flags)?;
-            let bindings = NormalizeBindings {
-                x: piece.of(bufs.x),
-                chan,
-                y: piece.of(bufs.y),
-                z: residual.map_or(dummy, |z| piece.of(z)),
+        if fused.is_none() {
+            let coefficients = match eval_in_one {
+                Some(r) => Coefficients::Running {
+                    mean: r.mean,
+                    var: r.var,
+                    gamma,
+                    beta,
+                },
+                None => Coefficients::Stored(chan),
             };
-            self.elementwise(
-                &mut steps,
-                (
-                    &p.normalize,
-                    p.normalize_vec4.get(Specialization::of_flags(flags)),
-                ),
-                shape,
-                piece,
-                &params,
-                &bindings.slices(),
-            );
+            self.record_normalize(&mut steps, (shape, &plan, flags), tensors, coefficients)?;
         }
         Ok(steps)
     }

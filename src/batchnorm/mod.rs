@@ -10,7 +10,8 @@ use crate::error::{BatchNormError, Result};
 use crate::kernels::{
     BackwardDxBindings, BackwardFinalizeBindings, BackwardOnePassBindings, BackwardPartialBindings,
     BackwardPrepBindings, EvalCoeffsBindings, ForwardOnePassBindings, MergeBindings,
-    NormalizeBindings, RunningUpdateBindings, StatsFinalizeBindings, StatsPartialBindings,
+    NormalizeBindings, NormalizeEvalBindings, RunningUpdateBindings, StatsFinalizeBindings,
+    StatsPartialBindings,
 };
 use crate::kernels::{
     FLAG_ACCUMULATE_GRADS, FLAG_AFFINE, FLAG_BATCH_STATS, FLAG_BIASED_VAR, FLAG_COUNT_ONLY,
@@ -26,6 +27,7 @@ mod backward;
 mod bindings;
 mod forward;
 mod kernel_set;
+mod normalize;
 mod path;
 mod plan;
 mod recording;
@@ -35,6 +37,7 @@ mod vector;
 
 use bindings::*;
 use kernel_set::*;
+use normalize::*;
 use path::*;
 use plan::*;
 use steps::*;

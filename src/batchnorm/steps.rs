@@ -206,16 +206,21 @@ impl BatchNorm {
             layout: &kernel.layout,
             entries: &entries,
         });
-        // Every kernel loops over its tasks, so a grid smaller than `groups` (capped by the
-        // device's limit) still covers them all.
-        let max = self.limits.max_compute_workgroups_per_dimension as usize;
-        let x = groups.clamp(1, max);
-        let y = groups.div_ceil(x).clamp(1, max);
         steps.push(Step {
             kernel,
             bind_group,
-            grid: (x as u32, y as u32),
+            grid: self.grid(groups),
         });
+    }
+
+    /// The 2D grid (x fastest) that a dispatch of `groups` workgroups takes. Every kernel
+    /// loops over its tasks, so a grid smaller than `groups` (capped by the device's limit)
+    /// still covers them all.
+    pub(super) fn grid(&self, groups: usize) -> (u32, u32) {
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x).clamp(1, max);
+        (x as u32, y as u32)
     }
 }
 

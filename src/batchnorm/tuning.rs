@@ -13,10 +13,12 @@ use crate::kernels::WORKGROUP_SIZE;
 /// | | up to 16 elements per invocation of the scalar elementwise passes (fewer where the grid would fall below 256 workgroups) | each invocation's start costs three integer divisions, which a CPU runs one lane at a time: eval 1.27-1.33x faster on lavapipe where the scalar kernels run (7x7 and 33x33 planes) |
 /// | | merge width 1 (one invocation merges a channel's records in a row) | the tree's barriers cost more than the chain on a CPU: (4096, 256) statistics 0.88x, training 0.90x with a tree of 256 on lavapipe |
 /// | | a partial record per invocation where each gets at least 64 values (`invocation_records`) | lavapipe runs a kernel with barriers as coroutines whose locals live in memory; without the shared-memory merge the statistics took 1.5-2.2x less time, the training forward 1.3-2.1x, the backward 1.2-1.6x (BENCHMARKS.md, "Partial passes without a barrier") |
+/// | | the eval forward in one pass only where it computes each channel's coefficients at most once (`one_pass_eval_recomputes` 1) | a CPU gathers the running statistics one lane at a time: the one-pass vec4 eval was 13-18% slower on lavapipe than the separate coefficients pass plus normalize where 2,048 invocations per channel each computed them, and 2x faster for (2, 10^6), where each channel's are computed once (BENCHMARKS.md, "The eval forward in one dispatch") |
 /// | every other (discrete, integrated, virtual GPUs) | [`Tuning::GPU`]: 2048 workgroups | enough loads in flight to approach memory bandwidth on a large GPU (about 16 per H100 SM) |
 /// | | up to 16 elements per invocation of the scalar elementwise passes, fewer where the grid would fall below 2048 workgroups | (256, 2048, 7, 7) eval 0.119 -> 0.091 ms on an H200; where 16 would leave a small grid ((32, 3, 112, 112) channels-last: 75,000 invocations) it was 1.2-1.3x slower than 1, so the grid keeps its 2048 workgroups (BENCHMARKS.md, "device runs 15 and 16") |
 /// | | merge width 256 (a tree of up to 256 invocations per channel) | one invocation merging 256 records in a row cost about 75 us of a 0.24 ms training forward on an H100 (BENCHMARKS.md, "the merges as trees") |
 /// | | a partial record per workgroup (`invocation_records` 0) | a GPU merges its workgroup in shared memory at little cost; a record per invocation would write 16 bytes for every 64 values read, and merge them after (not timed on a GPU) |
+/// | | the eval forward in one pass wherever the vec4 pass keeps its channels (`one_pass_eval_recomputes` unlimited) | a dependent dispatch costs several microseconds on an H200 (the eval forwards of device run 18 took 6.9-9.1 us more than the streaming kernel); a recomputation is four loads of cached values and a square root per invocation of a memory-bound pass (not timed on a GPU yet) |
 ///
 /// GPUs run the vec4 elementwise passes with 4 vec4s per invocation, not yet compared with
 /// other counts on a GPU (BENCHMARKS.md, "vec4 elementwise passes"); CPU adapters with 8,
@@ -24,7 +26,7 @@ use crate::kernels::WORKGROUP_SIZE;
 /// values: eval 1.1-1.2x faster than with 4 on lavapipe (BENCHMARKS.md, "Partial passes
 /// without a barrier"). `bench`
 /// forces each field (`--workgroups`, `--vec4`, `--scalar`, `--merge-width`,
-/// `--invocation-records`) to compare.
+/// `--invocation-records`, `--eval-recomputes`) to compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuning {
     /// Workgroups the partial passes aim at over the whole tensor (chunks per channel, and
@@ -53,6 +55,14 @@ pub struct Tuning {
     /// planned so that each invocation gets at least this many; 0: never. A kernel without
     /// that merge holds no barrier, which a CPU adapter runs far faster (see the table).
     pub invocation_records: usize,
+    /// Most times per channel that an eval forward with running statistics may compute a
+    /// channel's coefficients (mean, gamma / sqrt(var + eps), beta) in its normalize pass
+    /// (`normalize_vec4_eval`, once per invocation that keeps the channel) rather than run
+    /// `eval_coeffs` first, which computes each once and stores it for the normalize pass:
+    /// one dispatch instead of two. Only the vec4 pass whose invocations keep their
+    /// channels does so; the scalar pass and invocations that walk the channels always
+    /// read stored coefficients.
+    pub one_pass_eval_recomputes: usize,
 }
 
 impl Tuning {
@@ -63,6 +73,7 @@ impl Tuning {
         scalar_per_invocation: 16,
         merge_width: 256,
         invocation_records: 0,
+        one_pass_eval_recomputes: usize::MAX,
     };
 
     /// For CPU adapters: 256 workgroups.
@@ -72,6 +83,7 @@ impl Tuning {
         scalar_per_invocation: 16,
         merge_width: 1,
         invocation_records: 64,
+        one_pass_eval_recomputes: 1,
     };
 
     /// [`merge_width`](Self::merge_width) as the kernels take it: a power of two from 1 to

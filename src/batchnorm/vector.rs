@@ -3,17 +3,17 @@
 
 use super::*;
 
-/// Whether the elementwise pass over `piece` of a tensor of `shape`, with `bindings` (the
-/// slices the pass binds: the tensors cut to the piece, and the crate's own scratch and
-/// unused-binding buffers, bound from offset 0), may take the vec4 kernels: every vec4 of
-/// the piece holds four elements of one channel (inner a multiple of 4) or of four
-/// consecutive channels (inner = 1 and C a multiple of 4: channels-last and (N, C)), the
-/// piece is whole vec4s from a vec4 boundary, and every binding starts at a multiple of the
-/// vec4's size. Else the scalar kernels run.
+/// Whether the elementwise pass over `piece` of a tensor of `shape`, with `tensors` (the
+/// tensor slices the pass binds, cut to the piece, or an unused binding's buffer from
+/// offset 0), may take the vec4 kernels: every vec4 of the piece holds four elements of
+/// one channel (inner a multiple of 4) or of four consecutive channels (inner = 1 and C a
+/// multiple of 4: channels-last and (N, C)), the piece is whole vec4s from a vec4
+/// boundary, and every tensor binding starts at a multiple of the vec4's size (per-channel
+/// arrays are bound as in the scalar kernels). Else the scalar kernels run.
 pub(crate) fn vec4_piece(
     shape: &TensorShape,
     piece: &Piece,
-    bindings: &[wgpu::BufferSlice<'_>],
+    tensors: &[wgpu::BufferSlice<'_>],
 ) -> bool {
     let (_, inner) = shape.outer_inner();
     let grouped = inner.is_multiple_of(4) || (inner == 1 && shape.channels().is_multiple_of(4));
@@ -23,7 +23,7 @@ pub(crate) fn vec4_piece(
         && piece.len.is_multiple_of(4)
         // The bind group layouts ask for a whole vec4<f32>.
         && piece.len * piece.size >= 16
-        && bindings
+        && tensors
             .iter()
             .all(|s| s.offset().is_multiple_of(vec_bytes))
 }
@@ -49,8 +49,37 @@ impl BatchNorm {
         threads.div_ceil(wg).min(max).max(least)
     }
 
-    /// The elementwise pass over `piece` with `bindings`: `vec4` where [`vec4_piece`]
-    /// allows it, else `scalar` with a grid of one element per invocation.
+    /// How many times per channel the vec4 pass over `piece` computes a channel's
+    /// coefficients where each invocation computes those of its channel (or four channels)
+    /// once (`normalize_vec4_eval`): the invocations that keep channels (the stride of
+    /// `vec4_sample_stride` in indexing.wgsl, for this grid) times the channels each
+    /// keeps, over C. `None` where the pass cannot keep its channels: the scalar pass
+    /// ([`vec4_piece`] false, with `tensors` as there) or fewer invocations than a sample.
+    pub(super) fn vec4_recomputes(
+        &self,
+        shape: &TensorShape,
+        piece: &Piece,
+        tensors: &[wgpu::BufferSlice<'_>],
+    ) -> Option<usize> {
+        if !vec4_piece(shape, piece, tensors) {
+            return None;
+        }
+        let (x, y) = self.grid(self.vec4_groups(shape, piece));
+        let threads = x as usize * y as usize * WORKGROUP_SIZE as usize;
+        let (_, inner) = shape.outer_inner();
+        let c = shape.channels();
+        // (vec4s per channel of a sample, channels per vec4)
+        let (per_channel, kept) = match inner {
+            1 => (1, 4),
+            _ => (inner / 4, 1),
+        };
+        let stride = threads / (c * per_channel / kept) * (c * per_channel / kept);
+        (stride > 0).then(|| stride * kept / c)
+    }
+
+    /// The elementwise pass over `piece` with `bindings` (in binding order) of which
+    /// `tensors` are the tensors: `vec4` where [`vec4_piece`] allows it, else `scalar` with
+    /// a grid of one element per invocation.
     pub(super) fn elementwise<'k>(
         &self,
         steps: &mut Vec<Step<'k>>,
@@ -58,9 +87,9 @@ impl BatchNorm {
         shape: &TensorShape,
         piece: &Piece,
         params: &wgpu::Buffer,
-        bindings: &[wgpu::BufferSlice<'_>],
+        (bindings, tensors): (&[wgpu::BufferSlice<'_>], &[wgpu::BufferSlice<'_>]),
     ) {
-        if vec4_piece(shape, piece, bindings) {
+        if vec4_piece(shape, piece, tensors) {
             let groups = self.vec4_groups(shape, piece);
             self.dispatch(steps, vec4, params, bindings, groups);
         } else {

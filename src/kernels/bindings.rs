@@ -6,7 +6,8 @@
 /// them, in binding order, with their element sizes: call sites name every buffer they
 /// bind (`Bindings { x, partials }`), and [`KernelSpec`] takes names and sizes from here.
 ///
-/// A field marked `read` (`x: 4 read`) is bound read-only: `var<storage, read>` in the WGSL
+/// Tensors are written `x: T` (element size [`element_size!`]). A field marked `read`
+/// (`x: T read`) is bound read-only: `var<storage, read>` in the WGSL
 /// and a read-only storage entry in the layout, which lets a driver read it through its
 /// non-coherent cache (on an H200 the statistics alone took 7-9% less time, BENCHMARKS.md,
 /// "read-only inputs"). wgpu rejects one buffer bound read-only and read-write in one
@@ -14,7 +15,7 @@
 /// write nothing but the crate's own scratch (`partials`, `chan`) mark their inputs `read`
 /// (checked by `read_only_inputs_beside_scratch_only` in src/kernels/contract.rs).
 macro_rules! bindings {
-    ($(#[$doc:meta])* $ty:ident { $($field:ident: $size:literal $($read:ident)?),* $(,)? }) => {
+    ($(#[$doc:meta])* $ty:ident { $($field:ident: $size:tt $($read:ident)?),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug)]
         pub(crate) struct $ty<'a> {
@@ -22,13 +23,12 @@ macro_rules! bindings {
         }
 
         impl<'a> $ty<'a> {
-            pub(crate) const SIZES: &'static [u64] = &[$($size),*];
+            pub(crate) const SIZES: &'static [u64] = &[$(element_size!($size)),*];
             pub(crate) const READ_ONLY: &'static [bool] = &[$(read_only!($($read)?)),*];
             /// As `SIZES` for the vec4 twin of a kernel (`*_vec4.wgsl`), which binds the
-            /// same buffers with the tensors (element size 4) as vec4s.
+            /// same buffers with the tensors (`T` fields) as vec4s.
             #[allow(dead_code)]
-            pub(crate) const VEC4_SIZES: &'static [u64] =
-                &[$(if $size == 4 { 16 } else { $size }),*];
+            pub(crate) const VEC4_SIZES: &'static [u64] = &[$(vec4_size!($size)),*];
             #[cfg(test)]
             pub(crate) const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
 
@@ -36,7 +36,47 @@ macro_rules! bindings {
             pub(crate) fn slices(&self) -> Vec<wgpu::BufferSlice<'a>> {
                 vec![$(self.$field),*]
             }
+
+            /// The tensors' slices (the `T` fields), which a vec4 kernel binds as vec4s.
+            #[allow(dead_code)]
+            pub(crate) fn tensors(&self) -> Vec<wgpu::BufferSlice<'a>> {
+                let all = [$((is_tensor!($size), self.$field)),*];
+                all.into_iter().filter(|(t, _)| *t).map(|(_, s)| s).collect()
+            }
         }
+    };
+}
+
+/// The element size in bytes of a [`bindings!`] field: `T` for a tensor (`array<T>`, 4
+/// bytes in f32; f16 tensors bind the same buffers with a smaller element), else the
+/// literal (4 for `array<f32>` / `array<u32>`, 8 for a 64-bit counter, 16 for
+/// `array<vec4<f32>>`).
+macro_rules! element_size {
+    (T) => {
+        4
+    };
+    ($size:literal) => {
+        $size
+    };
+}
+
+/// Whether a [`bindings!`] field is a tensor (`T`).
+macro_rules! is_tensor {
+    (T) => {
+        true
+    };
+    ($size:literal) => {
+        false
+    };
+}
+
+/// As [`element_size!`] in a vec4 kernel, which binds the tensors as `array<vec4<T>>`.
+macro_rules! vec4_size {
+    (T) => {
+        16
+    };
+    ($size:literal) => {
+        $size
     };
 }
 
@@ -47,7 +87,7 @@ macro_rules! bindings {
 macro_rules! bindings_with_running {
     (
         $(#[$doc:meta])* $ty:ident,
-        $(#[$twin_doc:meta])* $twin:ident { $($field:ident: $size:literal),* $(,)? }
+        $(#[$twin_doc:meta])* $twin:ident { $($field:ident: $size:tt),* $(,)? }
     ) => {
         bindings!($(#[$doc])* $ty { $($field: $size),* });
         bindings!(
@@ -70,6 +110,24 @@ macro_rules! bindings_with_running {
     };
 }
 
+/// An elementwise forward's bindings ([`bindings!`]) with the coefficients it normalizes
+/// with after the shared fields: `chan` (the records a finalize pass wrote,
+/// `coeffs_chan.wgsl`) in the kernel, the running statistics and affine parameters it
+/// computes them from (`coeffs_running.wgsl`, eval) in its twin. The WGSL's `COEFFS` is
+/// the first of these bindings (checked with the rest by `contract.rs`).
+macro_rules! bindings_with_coefficients {
+    (
+        $(#[$doc:meta])* $ty:ident,
+        $(#[$twin_doc:meta])* $twin:ident { $($field:ident: $size:tt),* $(,)? }
+    ) => {
+        bindings!($(#[$doc])* $ty { $($field: $size,)* chan: 16 });
+        bindings!(
+            $(#[$twin_doc])*
+            $twin { $($field: $size,)* running_mean: 4, running_var: 4, gamma: 4, beta: 4 }
+        );
+    };
+}
+
 /// `true` for a `read` field of [`bindings!`], `false` for an unmarked one.
 macro_rules! read_only {
     (read) => {
@@ -82,10 +140,10 @@ macro_rules! read_only {
 
 bindings!(
     /// `stats_partial.wgsl`, `stats_partial_rows.wgsl`.
-    StatsPartialBindings { x: 4 read, partials: 16 }
+    StatsPartialBindings { x: T read, partials: 16 }
 );
 bindings!(
-    /// `eval_coeffs.wgsl`.
+    /// `eval_coeffs.wgsl` + `coeffs_running.wgsl`.
     EvalCoeffsBindings { running_mean: 4, running_var: 4, gamma: 4, beta: 4, chan: 16 }
 );
 bindings!(
@@ -98,9 +156,11 @@ bindings!(
         skipped_batches: 4,
     }
 );
-bindings!(
-    /// `normalize.wgsl`.
-    NormalizeBindings { x: 4, chan: 16, y: 4, z: 4 }
+bindings_with_coefficients!(
+    /// `normalize.wgsl`, `normalize_vec4.wgsl` + `coeffs_chan.wgsl`.
+    NormalizeBindings,
+    /// `normalize_vec4.wgsl` + `coeffs_running.wgsl`.
+    NormalizeEvalBindings { x: T, y: T, z: T }
 );
 bindings!(
     /// `backward_prep.wgsl`.
@@ -108,7 +168,7 @@ bindings!(
 );
 bindings!(
     /// `backward_partial.wgsl`, `backward_partial_rows.wgsl`.
-    BackwardPartialBindings { x: 4 read, dy: 4 read, chan: 16, partials: 16, y: 4 read }
+    BackwardPartialBindings { x: T read, dy: T read, chan: 16, partials: 16, y: T read }
 );
 bindings!(
     /// `backward_finalize.wgsl`.
@@ -120,11 +180,11 @@ bindings!(
 );
 bindings!(
     /// `backward_dx.wgsl`.
-    BackwardDxBindings { x: 4, dy: 4, chan: 16, dx: 4, y: 4, dz: 4 }
+    BackwardDxBindings { x: T, dy: T, chan: 16, dx: T, y: T, dz: T }
 );
 bindings!(
     /// `backward_fused.wgsl`, `backward_thin.wgsl`.
-    BackwardOnePassBindings { x: 4, dy: 4, chan: 16, dgamma: 4, dbeta: 4, dx: 4, y: 4, dz: 4 }
+    BackwardOnePassBindings { x: T, dy: T, chan: 16, dgamma: 4, dbeta: 4, dx: T, y: T, dz: T }
 );
 bindings_with_running!(
     /// `stats_finalize.wgsl`.
@@ -144,13 +204,13 @@ bindings_with_running!(
     ForwardOnePassBindings,
     /// `forward_fused.wgsl`, `forward_thin.wgsl` + `one_pass_running.wgsl`.
     ForwardOnePassRunningBindings {
-        x: 4,
+        x: T,
         gamma: 4,
         beta: 4,
         chan: 16,
         save_mean: 4,
         save_invstd: 4,
-        y: 4,
-        z: 4,
+        y: T,
+        z: T,
     }
 );

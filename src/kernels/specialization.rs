@@ -3,7 +3,8 @@
 use super::*;
 
 /// A pipeline's values of the prelude's overridable constants: the vec4 elementwise kernels
-/// (`normalize_vec4.wgsl`, `backward_dx_vec4.wgsl`) are built once per specialization and
+/// (`normalize_vec4.wgsl` in both its kernels, `backward_dx_vec4.wgsl`) are built once per
+/// specialization and
 /// read these instead of testing `Params::flags` per element (the same choices as the
 /// FLAG_RELU, FLAG_RESIDUAL and FLAG_BATCH_STATS bits, which the host sets from the same
 /// configuration).
@@ -67,7 +68,7 @@ impl Specialization {
 /// other kernel once, with the defaults (it tests `Params::flags`).
 pub(crate) fn specializations(spec: &KernelSpec) -> Vec<Specialization> {
     let batch: &[bool] = match spec.name {
-        "normalize_vec4" => &[false],
+        "normalize_vec4" | "normalize_vec4_eval" => &[false],
         "backward_dx_vec4" => &[false, true],
         "stats_partial" | "stats_partial_rows" | "backward_partial" | "backward_partial_rows" => {
             return [false, true].map(Specialization::records).to_vec();

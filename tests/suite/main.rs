@@ -25,6 +25,7 @@ mod properties;
 mod pytorch;
 mod recording;
 mod reliability;
+mod running_paths;
 mod statistics;
 mod sync_backward;
 mod sync_layer;

@@ -294,61 +294,6 @@ fn each_path_dispatches_its_kernels() {
     assert_eq!(got, want, "folded plan");
 }
 
-/// Where a training forward updates the running statistics: in the pass that makes the
-/// statistics (`stats_finalize_running` on a device that binds nine storage buffers,
-/// `forward_fused_running` / `forward_thin_running` on one that binds eleven) with a fixed
-/// momentum; else in `running_update`, which increments `num_batches_tracked` in the same
-/// dispatch except for the cumulative average (momentum `None`), whose channels all read
-/// the old count: there a second dispatch increments it. Each way against the reference,
-/// also on a device that binds only eight (`conventions.rs` checks the count's values).
-#[test]
-fn where_the_running_statistics_are_updated() {
-    let gpu = gpu();
-    let mut rng = rng();
-    let (device8, queue8) = device_with(|l| l.max_storage_buffers_per_shader_stage = 8);
-    let split = TensorShape::channels_first(&[8, 6, 17, 19]).unwrap();
-    let one_pass = TensorShape::channels_first(&[4, 3, 9, 11]).unwrap();
-    for (shape, split_path) in [(&split, true), (&one_pass, false)] {
-        for momentum in [Some(0.1), None] {
-            let config = BatchNormConfig::new(shape.channels()).momentum(momentum);
-            for (device, queue) in [(&gpu.device, &gpu.queue), (&device8, &queue8)] {
-                let storage = device.limits().max_storage_buffers_per_shader_stage;
-                let case = format!(
-                    "{:?} momentum {momentum:?}, {storage} storage buffers",
-                    shape.dims()
-                );
-                let mut bn = BatchNorm::new(device, config).unwrap();
-                if split_path {
-                    bn = bn.without_one_pass_kernels();
-                }
-                let bufs = TrainBufs::new(device, shape);
-                let got: Vec<&str> = bn
-                    .forward_dispatches(Mode::Train, shape, &bufs.forward())
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.kernel)
-                    .collect();
-                let updates = vec!["running_update"; if momentum.is_some() { 1 } else { 2 }];
-                let want = match (split_path, momentum.is_some(), storage) {
-                    (true, true, 9..) => {
-                        vec!["stats_partial", "stats_finalize_running", "normalize"]
-                    }
-                    (true, _, _) => [
-                        &["stats_partial", "stats_finalize"][..],
-                        &updates,
-                        &["normalize"],
-                    ]
-                    .concat(),
-                    (false, true, 11..) => vec!["forward_fused_running"],
-                    (false, _, _) => [&["forward_fused"][..], &updates].concat(),
-                };
-                assert_eq!(got, want, "{case}");
-                check_on(queue, &bn, Mode::Train, shape, ORDINARY, TOL, &mut rng);
-            }
-        }
-    }
-}
-
 /// The dispatches of a training backward of `shape` (recording nothing).
 pub(crate) fn backward_dispatches(bn: &BatchNorm, shape: &TensorShape) -> Vec<Dispatch> {
     let gpu = gpu();
