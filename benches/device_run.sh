@@ -4,8 +4,8 @@
 #
 #   bash benches/device_run.sh NAME [STEPS]
 #
-# STEPS, comma-separated (default tests,compare,dispatch, and ab where .bin/bench-base
-# exists):
+# STEPS, comma-separated (default tests,compare,dispatch,eval, and ab where
+# .bin/bench-base exists):
 #   tests     the unit tests and the whole suite on the GPU (about 45 s on an H200);
 #   compare   benches/compare.sh: this crate and PyTorch on the full suite, speedup table
 #             (about 100 s);
@@ -15,12 +15,16 @@
 #   ab        the same rows, .bin/bench (this commit) and .bin/bench-base (the BASE given
 #             to device_prepare.sh) in alternating processes, AB_ROUNDS rounds (default
 #             3), medians table (about 2 min on an H200 for the 8 rows).
+#   eval      the eval forward in one dispatch (`normalize_vec4_eval`, the GPU table entry)
+#             against two (`--eval-recomputes 0`: `eval_coeffs` first), .bin/bench in
+#             alternating processes, AB_ROUNDS rounds, on the rows whose vec4 pass keeps
+#             its channels (EVAL_CASES replaces them); about 80 s.
 # Results go to /tmp/NAME and, as NAME.tgz, to $OUT (the device tool brings that back):
 # summary.txt, the logs, the JSON, a clock log (nvidia-smi every 100 ms). A short table ends
 # the output. Keep the whole call under the device's time left.
 set -u
 name=${1:?usage: device_run.sh NAME [STEPS]}
-default=tests,compare,dispatch
+default=tests,compare,dispatch,eval
 [ -x .bin/bench-base ] && default=$default,ab
 steps=${2:-$default}
 # The Vulkan loader, where the machine lacks it (unpacking over a system that has it could
@@ -80,6 +84,23 @@ if has ab; then
     done > "$R/ab.log" 2>&1
     echo "ab ($base -> $commit) $(($(date +%s) - t)) s" | tee -a "$S"
 fi
+eval_cases=${EVAL_CASES:-"--case 32x64x112x112:NCHW --case 32x64x112x112:NHWC \
+    --case 64x256x56x56:NCHW --case 64x256x56x56:NHWC --case 16x32x256x256:NCHW \
+    --case 16x32x256x256:NHWC --case 4096x4096:NC --case 64x262144:NC"}
+if has eval; then
+    t=$(date +%s)
+    for r in $(seq "${AB_ROUNDS:-3}"); do
+        for b in two one; do
+            flag=""
+            [ $b = two ] && flag="--eval-recomputes 0"
+            echo "== round $r $b"
+            # shellcheck disable=SC2086
+            timeout 40 .bin/bench --reps 50 --warmup 5 $flag $eval_cases 2>&1 |
+                grep -v XDG_RUNTIME
+        done
+    done > "$R/eval.log" 2>&1
+    echo "eval (two dispatches -> one) $(($(date +%s) - t)) s" | tee -a "$S"
+fi
 kill $smi 2>/dev/null
 cp benches/device_run.sh "$R/"
 mkdir -p "${OUT:-/tmp}"
@@ -95,6 +116,11 @@ fi
 if [ -f "$R/ab.log" ]; then
     echo "== base $(cat .bin/BASE) against head $commit (medians of ${AB_ROUNDS:-3} rounds)"
     python3 benches/medians.py "$R/ab.log" base head | sed 's/  */ /g'
+fi
+if [ -f "$R/eval.log" ]; then
+    echo "== eval forward: eval_coeffs + normalize (two) against one pass (one), medians"
+    python3 benches/medians.py "$R/eval.log" two one | grep -E "shape|fwd-eval" |
+        sed 's/  */ /g'
 fi
 if [ -f "$R/dispatch.log" ]; then
     echo "== per dispatch"
