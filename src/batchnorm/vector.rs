@@ -68,12 +68,10 @@ impl BatchNorm {
         let threads = x as usize * y as usize * WORKGROUP_SIZE as usize;
         let (_, inner) = shape.outer_inner();
         let c = shape.channels();
-        // (vec4s per channel of a sample, channels per vec4)
-        let (per_channel, kept) = match inner {
-            1 => (1, 4),
-            _ => (inner / 4, 1),
-        };
-        let stride = threads / (c * per_channel / kept) * (c * per_channel / kept);
+        let sample = c * inner / 4;
+        let stride = threads / sample * sample;
+        // The channels each invocation keeps: four per vec4 for inner = 1, else one.
+        let kept = if inner == 1 { 4 } else { 1 };
         (stride > 0).then(|| stride * kept / c)
     }
 
