@@ -8,8 +8,8 @@
 //! `normalize_vec4_eval` are `normalize_vec4.wgsl` with the coefficients read from chan or
 //! computed from the running statistics, see [`NORMALIZE_VEC4_EVAL`]). A module is
 //! assembled as the prelude generated here from the Rust constants (`wgsl_prelude`:
-//! element type, workgroup size, flag bits) + the shared helpers (`common.wgsl`, `indexing.wgsl`,
-//! `shifted_sums.wgsl`, `row_tree.wgsl`: `COMMON`) + one reduction helper
+//! element type, workgroup size, flag bits) + the shared helpers (`common.wgsl`,
+//! `indexing.wgsl`, `shifted_sums.wgsl`, `row_tree.wgsl`: `COMMON`) + one reduction helper
 //! (`reduce_workgroup.wgsl`, or `reduce_subgroup.wgsl` when subgroup operations are used),
 //! then the kernel. The rest of the contract (`Params` and each kernel's bindings) is
 //! checked against the WGSL with naga by the tests in `kernels/contract.rs`.
